@@ -1,0 +1,1 @@
+"""The NF library: one NF per file, the file name is the NF's name."""

@@ -1,0 +1,211 @@
+"""`pynf run`: run a chain (RTC, pipeline or hybrid) and report.
+
+Exit status: 0 success, 2 bad usage or bad input files (one line on stderr
+naming the flag, or FILE:LINE), 1 a runtime failure.
+"""
+import argparse
+import json
+import os
+import signal
+import sys
+
+from pynf.errors import ConfigError, RuntimeFailure, UsageError
+from pynf.nf import NFError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _int_list(text, flag):
+    try:
+        v = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag}: want comma-separated numbers, not {text!r}") from None
+    if not v or any(x < 0 for x in v):
+        raise UsageError(f"{flag}: want non-negative numbers")
+    return v
+
+
+def build_parser():
+    p = _Parser(prog="pynf", description="Network functions in Python, compiled by Numba.")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+    r = sub.add_parser("run", help="run a chain of NFs")
+    m = r.add_argument_group("execution model (one of)")
+    m.add_argument("--rtc", metavar="CHAIN", help="run-to-completion: all NFs fused in one stage")
+    m.add_argument("--pl", metavar="CHAIN", help="pipeline: one stage per NF, joined by rings")
+    m.add_argument("--stages", metavar="SPEC", help='hybrid: "a|b,c" (| separates stages, , fuses)')
+    r.add_argument("--replicas", metavar="N,N", help="replicas per stage (with --stages)")
+    r.add_argument("--cores", type=int, metavar="N", help="cores to use (RTC: replicas)")
+    r.add_argument("--duration", type=float, metavar="S", help="seconds to run (default 3 for built-in traffic)")
+    r.add_argument("--packets", type=int, metavar="N", help="packets to receive, then stop")
+    r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
+    r.add_argument("--frame-size", type=int, default=64, metavar="B", help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
+    r.add_argument("--rate", type=float, metavar="GBPS", help="built-in traffic: wire rate to pace to")
+    r.add_argument("--seed", type=int, default=1, metavar="N", help="built-in traffic: seed (1)")
+    r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
+    r.add_argument("--pcap-out", metavar="FILE", help="write every transmitted packet here")
+    r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
+    r.add_argument("--tx-ports", default="0,1", metavar="P,P", help="NF port k -> tx port list[k %% len] (0,1)")
+    r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
+    r.add_argument("--routes", metavar="FILE", help="'<ipv4> <port>' lines for l3fwd")
+    r.add_argument("--backends", metavar="FILE", help="'ip:port' lines for lb")
+    r.add_argument("--set", action="append", default=[], metavar="NF.KEY=VALUE", help="an NF setting")
+    r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
+    r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
+    r.add_argument("--ring-size", type=int, default=1024, metavar="N", help="inter-stage ring entries (1024)")
+    r.add_argument("--ring-full", choices=("wait", "drop"), default="wait", help="full ring: wait (backpressure) or drop")
+    r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")
+    r.add_argument("--quiet", action="store_true", help="no status line")
+    r.add_argument("eal", nargs="*", help=argparse.SUPPRESS)
+    sub.add_parser("list", help="list the NFs in nfs/")
+    return p
+
+
+def _check(a):
+    from pynf.config import BURST_MAX
+    from pynf.traffic import MAX_FRAME, MIN_FRAME
+    if not MIN_FRAME <= a.frame_size <= MAX_FRAME:
+        raise UsageError(f"--frame-size: {a.frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
+    if a.flows < 1 or a.flows > (1 << 24) - 2:
+        raise UsageError("--flows: want 1..16777214")
+    if not 1 <= a.burst <= BURST_MAX:
+        raise UsageError(f"--burst: want 1..{BURST_MAX}")
+    if a.duration is not None and a.duration <= 0:
+        raise UsageError("--duration: want a positive number of seconds")
+    if a.packets is not None and a.packets < 1:
+        raise UsageError("--packets: want at least 1")
+    if a.rate is not None and a.rate <= 0:
+        raise UsageError("--rate: want a positive Gbps figure")
+    if a.cores is not None and a.cores < 1:
+        raise UsageError("--cores: want at least 1")
+    if a.ring_size < 2 or a.ring_size & (a.ring_size - 1):
+        raise UsageError("--ring-size: want a power of two >= 2")
+    for flag in ("acl_rules", "routes", "backends", "pcap_in"):
+        path = getattr(a, flag)
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file (--{flag.replace('_', '-')})")
+    settings = {}
+    for s in a.set:
+        key, eq, val = s.partition("=")
+        nf, dot, k = key.partition(".")
+        if not eq or not dot or not nf or not k:
+            raise UsageError(f"--set {s}: want NF.KEY=VALUE")
+        settings.setdefault(nf, {})[k] = val
+    return settings
+
+
+def cmd_run(a, out, err):
+    from pynf import plan as planmod
+    from pynf.context import RunContext
+    from pynf.runtime import Options, Runtime
+    from pynf.stats import report, tsc_hz
+    from pynf.ui import Status, print_report, say
+
+    settings = _check(a)
+    rx_ports = _int_list(a.rx_ports, "--rx-ports")
+    tx_ports = _int_list(a.tx_ports, "--tx-ports")
+    cpus = sorted(os.sched_getaffinity(0))
+    plan = planmod.parse(a.rtc, a.pl, a.stages, a.replicas, a.cores if a.rtc else None)
+    for name in settings:
+        if name not in [t.rpartition(":")[2] if ":" in t else t for t in plan.tokens]:
+            raise UsageError(f"--set {name}.*: {name} is not in the chain")
+    cores = cpus[:a.cores] if a.cores else cpus
+    if plan.workers > len(cpus):
+        say(err, f"warning: {plan.workers} workers on {len(cpus)} cores: workers share cores "
+                 "(idle ones yield), so figures are not per-core figures")
+    duration = a.duration
+    if duration is None and a.packets is None and a.pcap_in is None:
+        duration = 3.0
+    opts = Options(io="mem", burst=a.burst, duration=duration, packets=a.packets, flows=a.flows,
+                   frame_size=a.frame_size, rate=a.rate, seed=a.seed, pcap_in=a.pcap_in,
+                   pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
+                   ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal)
+    ctx = RunContext(acl_rules=a.acl_rules, routes=a.routes, backends=a.backends,
+                     flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings)
+    io = _make_io(a, plan, opts, err)
+    rt = Runtime(plan, ctx, opts, io=io)
+    say(err, f"pynf: {plan.model} {plan.spec}: {plan.workers} worker(s) on cores "
+             f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "
+             f"io={io.name}, burst {opts.burst}")
+    rt.build()
+    say(err, "pynf: compiling (cached after the first run)...")
+    rt.compile()
+    status = None if (a.quiet or not err.isatty()) else Status(err)
+    prev = signal.signal(signal.SIGTERM, lambda *_: rt.request_stop())
+    try:
+        rt.run(progress=status.update if status else None)
+    finally:
+        signal.signal(signal.SIGTERM, prev)
+        if status:
+            status.close()
+        io.close()
+    rep = report(rt)
+    if a.json:
+        out.write(json.dumps(rep) + "\n")
+    else:
+        print_report(rep, out)
+    return 0
+
+
+def _make_io(a, plan, opts, err):
+    from pynf.io import feed as feedmod
+    from pynf.io.mem import MemIO
+    from pynf.stats import tsc_hz
+    from pynf.ui import say
+    if a.io == "dpdk":
+        raise RuntimeFailure("--io dpdk: the DPDK backend is not built in this version")
+    nq = plan.stages[0].replicas
+    if a.pcap_in:
+        once = a.duration is None and a.packets is None
+        f = feedmod.from_pcap(a.pcap_in, nq, once)
+        say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
+    else:
+        f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
+    return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz())
+
+
+def cmd_list(out):
+    from pynf.nf import available, load
+    for name in sorted(available()):
+        spec = load(name)
+        first = (spec.doc or "").splitlines()[0] if spec.doc else ""
+        out.write(f"{name:10s} {first}\n")
+    return 0
+
+
+def main(argv=None, out=None, err=None):
+    out = out or sys.stdout
+    err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    eal = []
+    if "--" in argv:
+        k = argv.index("--")
+        argv, eal = argv[:k], argv[k + 1:]
+    try:
+        a = build_parser().parse_args(argv)
+        if a.cmd is None:
+            raise UsageError("want a command: run, list (see pynf --help)")
+        if a.cmd == "list":
+            return cmd_list(out)
+        if a.eal:
+            raise UsageError(f"unexpected argument {a.eal[0]!r} (EAL arguments go after --)")
+        a.eal = eal
+        return cmd_run(a, out, err)
+    except ConfigError as e:
+        err.write(f"{e}\n")
+        return 2
+    except (UsageError, NFError) as e:
+        err.write(f"pynf: {e}\n")
+        return 2
+    except RuntimeFailure as e:
+        err.write(f"pynf: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("pynf: interrupted\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

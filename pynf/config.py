@@ -1,0 +1,66 @@
+"""Compile flags and fixed sizes: the one place they are set.
+
+Kernels reach configuration as arguments or arrays, never as module globals
+(Numba's cache freezes globals at compile time); what is here is truly fixed.
+"""
+import hashlib
+import os
+
+import numba
+from numba import config as _numba_config
+from numba import njit
+
+# True under NUMBA_DISABLE_JIT=1: kernels run as plain Python.
+NO_JIT = bool(_numba_config.DISABLE_JIT)
+
+# Hot kernels: no GIL, cached on disk, no bounds checks.
+HOT = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy", _nrt=False)
+
+BURST_DEFAULT = 32      # DPDK's customary burst
+BURST_MAX = 256         # header arrays are sized for this
+HEADROOM = 128          # bytes before packet data (RTE_PKTMBUF_HEADROOM)
+DATAROOM = 2048         # bytes of packet data per buffer (RTE_MBUF_DEFAULT_DATAROOM)
+META_OFF = 8            # per-packet metadata lives in the headroom, at off - META_OFF
+
+
+def hot(fn=None, **extra):
+    """Decorator for fast-path kernels: @njit with pynf's flags."""
+    opts = dict(HOT, **extra)
+    if fn is None:
+        return lambda f: njit(**opts)(f)
+    return njit(**opts)(fn)
+
+
+def cache_dir():
+    """Where generated stage modules live (Numba caches beside them)."""
+    d = os.environ.get("PYNF_CACHE_DIR")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "pynf")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def _source_digest():
+    """Hash of pynf's and the NF library's sources and of Numba's version."""
+    h = hashlib.sha256(numba.__version__.encode())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for pkg in ("pynf", "nfs"):
+        d = os.path.join(root, pkg)
+        for dp, dns, fs in os.walk(d):
+            dns.sort()
+            for f in sorted(fs):
+                if f.endswith((".py", ".h", ".c")):
+                    with open(os.path.join(dp, f), "rb") as fh:
+                        h.update(f.encode() + fh.read())
+    return h.hexdigest()[:16]
+
+
+SOURCE_DIGEST = _source_digest()
+
+# NB: Numba keys a cached function on its own file only, so a kernel that
+# inlines an edited helper (pynf.packet, pynf.table, ...) would load stale
+# code. Caching under a digest of all of pynf's sources makes any edit a
+# fresh cache. An explicit NUMBA_CACHE_DIR is left alone.
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    _numba_config.CACHE_DIR = os.path.join(cache_dir(), "numba", SOURCE_DIGEST)

@@ -1,0 +1,42 @@
+"""The built-in traffic's flows: deterministic 5-tuples from (flows, seed).
+
+Both the traffic generator and the NFs' default configurations use these,
+so a run without files forwards most packets:
+
+- dst_ip is 10.0.0.1 + i (distinct per flow), src_ip random in
+  172.16.0.0/12, sport random in 1024..65535;
+- flow i with i % 16 == 7 is TCP to port 23 (telnet), which the default ACL
+  denies: a known 1/16 of the flows;
+- the others draw (dport, proto) from a fixed web/DNS/NTP mix.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+FlowSet = namedtuple("FlowSet", "src_ip dst_ip sport dport proto")
+
+DST_BASE = 0x0A000001          # 10.0.0.1
+SRC_NET = 0xAC100000           # 172.16.0.0/12
+DENIED_EVERY = 16              # flow i with i % 16 == DENIED_SLOT is denied by default
+DENIED_SLOT = 7
+SERVICES = ((80, 6), (443, 6), (53, 17), (8080, 6), (123, 17), (5001, 17))
+
+
+def make_flows(flows, seed=1):
+    if flows < 1:
+        raise ValueError("need at least one flow")
+    if flows > (1 << 24) - 2:
+        raise ValueError("at most 16777214 flows")
+    rng = np.random.default_rng(seed)
+    i = np.arange(flows, dtype=np.int64)
+    src = (SRC_NET | rng.integers(0, 1 << 20, flows)).astype(np.uint32)
+    dst = (DST_BASE + i).astype(np.uint32)
+    sport = rng.integers(1024, 65536, flows).astype(np.uint16)
+    svc = rng.integers(0, len(SERVICES), flows)
+    table = np.array(SERVICES, dtype=np.int64)
+    dport = table[svc, 0].astype(np.uint16)
+    proto = table[svc, 1].astype(np.uint8)
+    denied = (i % DENIED_EVERY) == DENIED_SLOT
+    dport[denied] = 23
+    proto[denied] = 6
+    return FlowSet(src, dst, sport, dport, proto)

@@ -1,0 +1,82 @@
+"""What the receive side replays: built-in traffic or a pcap, spread over
+receive queues by flow hash (as a NIC's RSS spreads flows over queues).
+
+A Feed is an arena of frame templates and, per queue, the order in which
+its templates arrive. Built-in traffic: one template per flow (header
+bytes only), each queue cycling through its flows in a shuffled order.
+pcap: one template per packet, each queue keeping the file's order.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from pynf import pcap, traffic
+from pynf.batch import make_batch
+from pynf.config import hot
+from pynf.hashing import hash5
+from pynf.packet import parse_one
+
+MIN_SEQ = 4096
+
+
+@dataclass
+class Feed:
+    arena: np.ndarray
+    t_off: np.ndarray
+    t_len: np.ndarray
+    t_copy: np.ndarray
+    seqs: list              # per queue: template indices in arrival order
+    once: bool              # replay once (pcap without --duration/--packets)
+    frame_size: int = 0     # built-in traffic's frame size (with FCS); 0 for pcap
+
+    @property
+    def frames(self):
+        return len(self.t_off)
+
+
+@hot
+def _steer(b, n, nq, out):
+    for i in range(n):
+        if parse_one(b.mem, b, i) == 0:
+            out[i] = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nq
+        else:
+            out[i] = 0
+
+
+def steer(mem, off, length, nq):
+    """Receive queue of each frame: hash of its 5-tuple mod nq (0 if unparsable)."""
+    n = len(off)
+    out = np.zeros(n, dtype=np.int64)
+    if nq > 1 and n:
+        b = make_batch(mem, n)
+        b.off[:] = off
+        b.len[:] = length
+        _steer(b, n, nq, out)
+    return out
+
+
+def builtin(flows, frame_size, seed, nq):
+    fs, tmpl = traffic.make(flows, frame_size, seed)
+    width = tmpl.shape[1]
+    arena = np.ascontiguousarray(tmpl).reshape(-1)
+    t_off = np.arange(flows, dtype=np.int64) * width
+    t_len = np.full(flows, frame_size - traffic.FCS, dtype=np.int32)
+    t_copy = np.full(flows, width, dtype=np.int32)
+    q = steer(arena, t_off, np.full(flows, width, dtype=np.int32), nq) if nq > 1 else np.zeros(flows, np.int64)
+    rng = np.random.default_rng(seed + 7)
+    seqs = []
+    for k in range(nq):
+        mine = np.nonzero(q == k)[0].astype(np.int32)
+        if len(mine) == 0:
+            seqs.append(mine)
+            continue
+        reps = max(1, -(-MIN_SEQ // len(mine)))
+        seqs.append(np.concatenate([rng.permutation(mine) for _ in range(reps)]).astype(np.int32))
+    return Feed(arena, t_off, t_len, t_copy, seqs, once=False, frame_size=frame_size)
+
+
+def from_pcap(path, nq, once):
+    cap = pcap.read(path)
+    q = steer(cap.data, cap.off, cap.len, nq)
+    seqs = [np.nonzero(q == k)[0].astype(np.int32) for k in range(nq)]
+    return Feed(cap.data, cap.off, cap.len, cap.len.copy(), seqs, once=once)

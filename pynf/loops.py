@@ -1,0 +1,80 @@
+"""Worker loops: generated beside the stage (pynf.stage) and compiled with it.
+
+A worker runs one replica of one stage: receive a burst (from a NIC queue
+or from its input rings), run the stage, hand the burst on (to a port or to
+the next stage's rings). The loop is compiled, holds no GIL, and returns to
+Python only every few milliseconds (at `deadline`, a TSC value) so that the
+runtime can stop it, flush captures and show progress.
+
+Return codes: 0 deadline reached, 1 capture buffer full (flush and call
+again), 2 input finished (queue replayed, or upstream done and rings empty).
+"""
+
+RC_DEADLINE, RC_FLUSH, RC_DONE = 0, 1, 2
+
+HEADER = '''
+from pynf.intrinsics import rdtsc as _rdtsc
+from pynf import shim as _shim
+from pynf.io import mem as _mem
+from pynf.io import ring as _ring
+'''
+
+# {name}, {rx}, {done}, {tx}, {states}
+LOOP = '''
+@hot
+def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfstat,
+           deadline, burst, first, upstream_done{states}):
+    idle = 0
+    while True:
+        if not _mem.capture_room(cap, burst):
+            return 1
+        n = {rx}
+        if n == 0:
+            if {done}:
+                return 2
+            ws[3] += 1
+            idle += 1
+            if _rdtsc() > deadline:
+                return 0
+            # NB: an idle worker that spins starves a busy one sharing its core
+            if idle > 256:
+                _shim.cpu_yield()
+            else:
+                _shim.cpu_pause()
+            continue
+        idle = 0
+        t0 = _rdtsc()
+        m = stage(b, live, n, first, drops, nfstat{states})
+        ws[4] += _rdtsc() - t0
+        ws[2] += 1
+        {tx}
+        if _rdtsc() > deadline:
+            return 0
+'''
+
+RX = {
+    "mem": "_mem.rx(src, pool, cache, h, b, burst, drops, ws)",
+    "ring": "_ring.rx_mem(src, pool, h, b, burst, ws)",
+}
+DONE = {
+    "mem": "src.st[3] != 0",
+    "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)",
+}
+TX = {
+    "mem": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws)",
+    "ring": "_ring.tx_ring(b, live, m, n, h, dst, pool, cache, drops, ws)",
+}
+
+
+def loop_name(rx, tx):
+    return f"loop_{rx}_{tx}"
+
+
+def generate(nstates, kinds):
+    """Source of the loops for each (rx kind, tx kind) in `kinds`."""
+    states = "".join(f", st{j}" for j in range(nstates))
+    out = [HEADER]
+    for rx, tx in sorted(set(kinds)):
+        out.append(LOOP.format(name=loop_name(rx, tx), rx=RX[rx], done=DONE[rx], tx=TX[tx],
+                               states=states))
+    return "".join(out)

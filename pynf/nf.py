@@ -1,0 +1,202 @@
+"""The NF API: one decorated function per NF, a registry, drop verdicts.
+
+An NF is a burst function over a pynf.batch.Batch:
+
+    from pynf.nf import nf, DROP
+
+    @nf("ttl_guard", drops=("ttl_low",))
+    def ttl_guard(pkts, live, n, state):
+        for j in range(n):
+            i = live[j]              # only packets still alive are listed
+            if pkts.ttl[i] < 8:
+                pkts.port[i] = DROP  # counted as 'ttl_low'
+
+`live[:n]` lists the indices of the packets that no earlier NF dropped.
+Set `pkts.port[i]` to an output port (>= 0) or to `drop(k)` (DROP is
+drop(0)) to drop it under the NF's k-th declared reason. Change header
+fields in place; the stage writes them back with correct checksums.
+
+State is preallocated before the first packet: `config` is a frozen
+dataclass whose `from_context(ctx)` builds it from the run (files, traffic);
+`state(config)` returns a tuple of arrays (a namedtuple is best) that is
+passed as `state`. The function itself is compiled by Numba (nogil, no
+Python objects, no allocation); run it under NUMBA_DISABLE_JIT=1 to test
+it as plain Python.
+
+NFs live in nfs/<name>.py; `pynf run --rtc acl,path/to/mine.py:counter`
+loads one from any file.
+"""
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+from pynf.config import hot
+from pynf.errors import UsageError
+
+DROP = -1
+
+
+@hot(inline="always")
+def drop(k):
+    """Verdict that drops a packet under the NF's k-th declared reason."""
+    return -1 - k
+
+
+def apply_settings(name, cfg, settings):
+    """--set NF.KEY=VALUE overrides on a frozen config dataclass."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    changes = {}
+    for key, text in settings.items():
+        if key not in fields:
+            raise UsageError(f"--set {name}.{key}: no such setting "
+                             f"(settings: {', '.join(sorted(fields))})")
+        cur = getattr(cfg, key)
+        try:
+            if isinstance(cur, bool):
+                if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(text)
+                val = text.lower() in ("1", "true", "yes", "on")
+            elif isinstance(cur, int):
+                val = int(text, 0)
+            elif isinstance(cur, float):
+                val = float(text)
+            else:
+                val = text
+        except ValueError:
+            raise UsageError(f"--set {name}.{key}={text}: want a {type(cur).__name__}") from None
+        changes[key] = val
+    if not changes:
+        return cfg
+    cfg = dataclasses.replace(cfg, **changes)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class NFError(Exception):
+    """A bad NF definition or an NF that fails to compile; says which NF."""
+
+
+@dataclass
+class NFSpec:
+    name: str
+    kernel: object              # the Numba dispatcher (a plain function without the JIT)
+    py_func: object             # the undecorated Python function
+    drops: tuple = ()
+    config: type = None         # frozen dataclass with from_context(ctx), or None
+    state: object = None        # config -> tuple of arrays, or None
+    source: str = ""            # file the NF is defined in
+    line: int = 0
+    doc: str = ""
+    control: dict = field(default_factory=dict)
+
+    def make_config(self, ctx):
+        settings = dict(getattr(ctx, "settings", {}).get(self.name, {}))
+        if self.config is None:
+            if settings:
+                raise UsageError(f"--set {self.name}.{next(iter(settings))}: NF {self.name} has no settings")
+            return None
+        maker = getattr(self.config, "from_context", None)
+        cfg = maker(ctx) if maker is not None else self.config()
+        return apply_settings(self.name, cfg, settings)
+
+    def make_state(self, config):
+        if self.state is None:
+            return ()
+        return self.state(config) if self.config is not None else self.state()
+
+
+_REGISTRY = {}
+
+
+def nf(name, drops=(), config=None, state=None):
+    """Register the decorated burst function as NF `name` (the CLI token)."""
+    if not _NAME.match(name):
+        raise NFError(f"NF name {name!r} must be snake_case")
+    for r in drops:
+        if not _NAME.match(r):
+            raise NFError(f"NF {name}: drop reason {r!r} must be snake_case")
+
+    def wrap(fn):
+        params = list(inspect.signature(fn).parameters)
+        if len(params) != 4:
+            raise NFError(f"NF {name}: the function must take (pkts, live, n, state), "
+                          f"not ({', '.join(params)})")
+        src = inspect.getsourcefile(fn) or ""
+        line = inspect.getsourcelines(fn)[1] if src else 0
+        spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
+                      config=config, state=state, source=src, line=line,
+                      doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "")
+        prev = _REGISTRY.get(name)
+        if prev is not None and os.path.realpath(prev.source) != os.path.realpath(src):
+            raise NFError(f"NF {name!r} is defined twice: {prev.source} and {src}")
+        _REGISTRY[name] = spec
+        return spec
+    return wrap
+
+
+def registered():
+    return dict(_REGISTRY)
+
+
+def kernel(name):
+    """The compiled function of a registered NF (used by generated stages)."""
+    return _REGISTRY[name].kernel
+
+
+def load(token):
+    """Resolve a chain token: 'acl' (nfs/acl.py) or 'path/to/file.py:name'."""
+    if ":" in token or token.endswith(".py"):
+        path, _, attr = token.rpartition(":") if ":" in token else (token, "", "")
+        if not os.path.isfile(path):
+            raise NFError(f"{token}: no such NF file {path!r}")
+        modname = "pynf_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except NFError:
+            raise
+        except Exception as e:
+            raise NFError(f"{path}: cannot load NF file: {type(e).__name__}: {e}") from None
+        found = [v for v in vars(mod).values() if isinstance(v, NFSpec)]
+        if attr:
+            obj = getattr(mod, attr, None)
+            if not isinstance(obj, NFSpec):
+                obj = next((s for s in found if s.name == attr), None)
+            if obj is None:
+                raise NFError(f"{token}: {path} defines no NF {attr!r}")
+            return obj
+        if len(found) != 1:
+            raise NFError(f"{token}: {path} defines {len(found)} NFs; name one as FILE:NAME")
+        return found[0]
+    if not _NAME.match(token):
+        raise NFError(f"unknown NF {token!r}")
+    if token not in _REGISTRY:
+        try:
+            importlib.import_module(f"nfs.{token}")
+        except ModuleNotFoundError as e:
+            if e.name == f"nfs.{token}":
+                known = ", ".join(sorted(available()))
+                raise NFError(f"unknown NF {token!r} (known: {known})") from None
+            raise
+    if token not in _REGISTRY:
+        raise NFError(f"nfs/{token}.py registers no NF named {token!r}")
+    return _REGISTRY[token]
+
+
+def available():
+    """Names of the NFs in the nfs/ library."""
+    import nfs
+    d = os.path.dirname(nfs.__file__)
+    return [f[:-3] for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_")]

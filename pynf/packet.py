@@ -1,0 +1,254 @@
+"""Parse a burst into a Batch, and write changed header fields back.
+
+Parsing follows DESIGN.md: Ethernet II with at most one 802.1Q/802.1ad tag,
+IPv4 honouring IHL, TCP/UDP ports (0 for non-first fragments and other
+protocols). Malformed and non-IPv4 frames are dropped under a reason from
+pynf.drops. Ethernet padding after the IPv4 total length is not payload.
+
+Write-back compares each writable field with the packet bytes and rewrites
+only what changed, fixing the IPv4 header checksum and the TCP/UDP checksum
+incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). A UDP checksum of
+0 means "none" (RFC 768) and stays 0; a computed 0 is sent as 0xFFFF.
+"""
+from pynf.config import META_OFF, hot
+from pynf.intrinsics import ld8, ld16, ld32, st8, st16, st32
+from pynf.drops import (R_IP_IHL, R_IP_LEN, R_IP_TRUNCATED, R_IP_VERSION, R_L4_TRUNCATED,
+                        R_NOT_IPV4, R_RUNT, R_TCP_DOFF, R_VLAN_STACK)
+
+ETH_IPV4 = 0x0800
+ETH_VLAN = 0x8100
+ETH_QINQ = 0x88A8
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+
+@hot(inline="always")
+def rd16(mem, o):
+    return ld16(mem, o)
+
+
+@hot(inline="always")
+def rd32(mem, o):
+    return ld32(mem, o)
+
+
+@hot(inline="always")
+def rd48(mem, o):
+    return (ld16(mem, o) << 32) | ld32(mem, o + 2)
+
+
+@hot(inline="always")
+def wr16(mem, o, v):
+    st16(mem, o, v)
+
+
+@hot(inline="always")
+def wr32(mem, o, v):
+    st32(mem, o, v)
+
+
+@hot(inline="always")
+def wr48(mem, o, v):
+    st16(mem, o, (v >> 32) & 0xFFFF)
+    st32(mem, o + 2, v & 0xFFFFFFFF)
+
+
+@hot(inline="always")
+def csum_fold(s):
+    """Fold a one's-complement sum of 16-bit words into 16 bits."""
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+@hot(inline="always")
+def csum_delta16(old, new):
+    """Contribution of one 16-bit word changing from old to new: ~m + m'."""
+    return ((~old) & 0xFFFF) + new
+
+
+@hot(inline="always")
+def csum_delta32(old, new):
+    return csum_delta16(old >> 16, new >> 16) + csum_delta16(old & 0xFFFF, new & 0xFFFF)
+
+
+@hot(inline="always")
+def csum_apply(hc, delta):
+    """RFC 1624 eqn. 3: HC' = ~(~HC + sum of (~m + m'))."""
+    return (~csum_fold(((~hc) & 0xFFFF) + delta)) & 0xFFFF
+
+
+@hot(inline="always")
+def parse_one(mem, b, i):
+    """Parse packet i of batch b into its header arrays; 0 or a drop reason."""
+    o = b.off[i]
+    ln = b.len[i]
+    if ln < 14:
+        return R_RUNT
+    et = rd16(mem, o + 12)
+    l3 = 14
+    vlan = -1
+    if et == ETH_VLAN or et == ETH_QINQ:
+        if ln < 18:
+            return R_RUNT
+        vlan = rd16(mem, o + 14)
+        et = rd16(mem, o + 16)
+        l3 = 18
+        if et == ETH_VLAN or et == ETH_QINQ:
+            return R_VLAN_STACK
+    if et != ETH_IPV4:
+        return R_NOT_IPV4
+    if ln < l3 + 20:
+        return R_IP_TRUNCATED
+    p = o + l3
+    vihl = ld8(mem, p)
+    if (vihl >> 4) != 4:
+        return R_IP_VERSION
+    ihl = (vihl & 0xF) * 4
+    if ihl < 20:
+        return R_IP_IHL
+    if l3 + ihl > ln:
+        return R_IP_TRUNCATED
+    tot = rd16(mem, p + 2)
+    if tot < ihl or l3 + tot > ln:
+        return R_IP_LEN
+    fragw = rd16(mem, p + 6)
+    proto = ld8(mem, p + 9)
+    l4 = l3 + ihl
+    sport = 0
+    dport = 0
+    frag = 0
+    if (fragw & 0x1FFF) != 0:
+        frag = 2
+    else:
+        if (fragw & 0x2000) != 0:
+            frag = 1
+        paylen = tot - ihl
+        if proto == PROTO_TCP:
+            if paylen < 20:
+                return R_L4_TRUNCATED
+            doff = (ld8(mem, o + l4 + 12) >> 4) * 4
+            if doff < 20 or doff > paylen:
+                return R_TCP_DOFF
+            sport = rd16(mem, o + l4)
+            dport = rd16(mem, o + l4 + 2)
+        elif proto == PROTO_UDP:
+            if paylen < 8:
+                return R_L4_TRUNCATED
+            sport = rd16(mem, o + l4)
+            dport = rd16(mem, o + l4 + 2)
+    b.l3[i] = l3
+    b.l4[i] = l4
+    b.vlan[i] = vlan
+    b.eth_dst[i] = rd48(mem, o)
+    b.eth_src[i] = rd48(mem, o + 6)
+    b.ttl[i] = ld8(mem, p + 8)
+    b.proto[i] = proto
+    b.src_ip[i] = rd32(mem, p + 12)
+    b.dst_ip[i] = rd32(mem, p + 16)
+    b.frag[i] = frag
+    b.sport[i] = sport
+    b.dport[i] = dport
+    return 0
+
+
+@hot
+def parse_burst(b, live, n, first, drops):
+    """Parse packets 0..n-1; list the good ones in live[], count the rest.
+
+    first: this stage is the first of its chain, so every verdict starts at
+    output port 0; a later pipeline stage takes the verdict the previous
+    stage left in the packet's headroom.
+    Returns the number of live packets.
+    """
+    mem = b.mem
+    m = 0
+    for i in range(n):
+        code = parse_one(mem, b, i)
+        if code != 0:
+            b.port[i] = -1
+            drops[code] += 1
+        else:
+            if first:
+                b.port[i] = 0
+            else:
+                b.port[i] = load_meta(mem, b.off[i])
+            live[m] = i
+            m += 1
+    return m
+
+
+@hot(inline="always")
+def store_meta(mem, off, port):
+    """Leave the verdict in the headroom for the next pipeline stage."""
+    wr32(mem, off - META_OFF, port & 0xFFFFFFFF)
+
+
+@hot(inline="always")
+def load_meta(mem, off):
+    v = rd32(mem, off - META_OFF)
+    if v >= 0x80000000:
+        v -= 0x100000000
+    return v
+
+
+@hot
+def writeback(b, live, m):
+    """Write the changed header fields of live packets into their bytes."""
+    mem = b.mem
+    for j in range(m):
+        i = live[j]
+        o = b.off[i]
+        v = b.eth_dst[i]
+        if rd48(mem, o) != v:
+            wr48(mem, o, v)
+        v = b.eth_src[i]
+        if rd48(mem, o + 6) != v:
+            wr48(mem, o + 6, v)
+        p = o + b.l3[i]
+        ipd = 0      # delta for the IPv4 header checksum
+        l4d = 0      # delta for the TCP/UDP checksum (pseudo-header and ports)
+        old = ld8(mem, p + 8)
+        new = int(b.ttl[i])
+        if old != new:
+            proto = ld8(mem, p + 9)
+            ipd += csum_delta16((old << 8) | proto, (new << 8) | proto)
+            st8(mem, p + 8, new)
+        old = rd32(mem, p + 12)
+        new = int(b.src_ip[i])
+        if old != new:
+            d = csum_delta32(old, new)
+            ipd += d
+            l4d += d
+            wr32(mem, p + 12, new)
+        old = rd32(mem, p + 16)
+        new = int(b.dst_ip[i])
+        if old != new:
+            d = csum_delta32(old, new)
+            ipd += d
+            l4d += d
+            wr32(mem, p + 16, new)
+        if ipd != 0:
+            wr16(mem, p + 10, csum_apply(rd16(mem, p + 10), ipd))
+        proto = int(b.proto[i])
+        if b.frag[i] == 2 or (proto != PROTO_TCP and proto != PROTO_UDP):
+            continue
+        q = o + b.l4[i]
+        old = rd16(mem, q)
+        new = int(b.sport[i])
+        if old != new:
+            l4d += csum_delta16(old, new)
+            wr16(mem, q, new)
+        old = rd16(mem, q + 2)
+        new = int(b.dport[i])
+        if old != new:
+            l4d += csum_delta16(old, new)
+            wr16(mem, q + 2, new)
+        if l4d != 0:
+            if proto == PROTO_TCP:
+                wr16(mem, q + 16, csum_apply(rd16(mem, q + 16), l4d))
+            else:
+                ck = rd16(mem, q + 6)
+                if ck != 0:
+                    ck = csum_apply(ck, l4d)
+                    wr16(mem, q + 6, 0xFFFF if ck == 0 else ck)

@@ -1,0 +1,101 @@
+"""Classic pcap (libpcap format) reader and writer, Ethernet link type only.
+
+Reads both byte orders and both microsecond and nanosecond magics. A frame
+captured short (caplen < len) is replayed as the caplen bytes that exist.
+Anything that is not a readable Ethernet pcap is a UsageError naming the
+file: the CLI turns it into exit status 2.
+"""
+import struct
+
+import numpy as np
+
+from pynf.errors import UsageError
+
+MAGIC_US = 0xA1B2C3D4
+MAGIC_NS = 0xA1B23C4D
+LINKTYPE_ETHERNET = 1
+SNAPLEN = 65535
+
+
+class Capture:
+    """The frames of a pcap file, concatenated: data[off[i]:off[i]+len[i]]."""
+
+    def __init__(self, data, off, length, ts_ns):
+        self.data, self.off, self.len, self.ts_ns = data, off, length, ts_ns
+
+    def __len__(self):
+        return len(self.off)
+
+    def frame(self, i):
+        return bytes(self.data[self.off[i]:self.off[i] + self.len[i]])
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) < 24:
+        raise UsageError(f"{path}: not a pcap file (too short for a pcap header)")
+    for endian in "<>":
+        magic = struct.unpack(endian + "I", raw[:4])[0]
+        if magic in (MAGIC_US, MAGIC_NS):
+            break
+    else:
+        hint = " (pcapng is not supported; convert with `editcap -F pcap`)" \
+            if raw[:4] == b"\x0a\x0d\x0d\x0a" else ""
+        raise UsageError(f"{path}: not a pcap file (bad magic {raw[:4].hex()}){hint}")
+    scale = 1000 if magic == MAGIC_US else 1
+    _, _, _, _, _, linktype = struct.unpack(endian + "HHiIII", raw[4:24])
+    if linktype & 0xFFFF != LINKTYPE_ETHERNET:
+        raise UsageError(f"{path}: link type {linktype & 0xFFFF} is not Ethernet (1)")
+    rec = struct.Struct(endian + "IIII")
+    offs, lens, ts = [], [], []
+    pos = 24
+    while pos + 16 <= len(raw):
+        sec, frac, caplen, _wirelen = rec.unpack_from(raw, pos)
+        pos += 16
+        if caplen > max(SNAPLEN, 262144) or pos + caplen > len(raw):
+            break           # a truncated last record: what came before stands
+        offs.append(pos)
+        lens.append(caplen)
+        ts.append(sec * 1_000_000_000 + frac * scale)
+        pos += caplen
+    data = np.frombuffer(raw, dtype=np.uint8)
+    return Capture(data, np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int32),
+                   np.array(ts, dtype=np.int64))
+
+
+class Writer:
+    """Writes frames as a microsecond pcap, Ethernet link type."""
+
+    def __init__(self, path):
+        try:
+            self.f = open(path, "wb")
+        except OSError as e:
+            raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+        self.path = path
+        self.count = 0
+        self.f.write(struct.pack("<IHHiIII", MAGIC_US, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
+
+    def write(self, frame, ts_ns):
+        sec, ns = divmod(int(ts_ns), 1_000_000_000)
+        self.f.write(struct.pack("<IIII", sec, ns // 1000, len(frame), len(frame)))
+        self.f.write(frame)
+        self.count += 1
+
+    def write_many(self, mem, offs, lens, ts_ns):
+        """Frames mem[offs[i]:offs[i]+lens[i]], timestamps ts_ns[i]."""
+        parts = []
+        for o, ln, t in zip(offs.tolist(), lens.tolist(), ts_ns.tolist()):
+            sec, ns = divmod(t, 1_000_000_000)
+            parts.append(struct.pack("<IIII", sec, ns // 1000, ln, ln))
+            parts.append(mem[o:o + ln].tobytes())
+        self.f.write(b"".join(parts))
+        self.count += len(offs)
+
+    def close(self):
+        if self.f:
+            self.f.close()
+            self.f = None

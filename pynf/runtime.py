@@ -1,0 +1,297 @@
+"""The runtime: workers that run stage replicas, for RTC, pipeline and hybrid.
+
+A Plan (pynf.plan) says which NFs form which stage and how many replicas
+each stage has. The runtime builds one state per NF per replica (so a flow
+table is never shared between cores), compiles each stage once, wires the
+first stage to the NIC's receive queues (one per replica: RSS), later
+stages to the rings from the stage before, and the last stage to the
+NIC's transmit side; then runs one pinned thread per worker, each calling
+its compiled loop (no GIL held while it runs).
+
+Shutdown drains in order: the first stage stops receiving, every later
+stage runs until its upstream has exited and its input rings are empty,
+then every worker gives its cached buffers back, so that at the end no
+packet sits in a ring and every buffer is back in its pool.
+"""
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import typeof
+from numba.core.errors import NumbaError
+
+from pynf import loops, stage as stagemod
+from pynf.batch import make_batch, make_live
+from pynf.config import BURST_MAX, NO_JIT
+from pynf.drops import FRAMEWORK, MAX_REASONS
+from pynf.errors import RuntimeFailure, UsageError
+from pynf.nf import NFError, load
+from pynf.stats import tsc_hz
+
+SLICE_S = 0.005          # a worker returns to Python this often
+ALL_KINDS = [("mem", "mem"), ("mem", "ring"), ("ring", "ring"), ("ring", "mem")]
+
+
+@dataclass
+class Options:
+    io: str = "mem"
+    burst: int = 32
+    duration: float = None
+    packets: int = None
+    flows: int = 1024
+    frame_size: int = 64
+    rate: float = None          # Gbps, wire rate, whole run
+    seed: int = 1
+    pcap_in: str = None
+    pcap_out: str = None
+    rx_ports: list = field(default_factory=lambda: [0])
+    tx_ports: list = field(default_factory=lambda: [0, 1])
+    ring_size: int = 1024
+    ring_full: str = "wait"
+    cores: list = None          # CPU ids to pin to; None: this process's affinity
+    eal_args: list = field(default_factory=list)
+
+
+@dataclass
+class Worker:
+    stage: int
+    replica: int
+    core: int
+    kind: tuple
+    args: list = None
+    loop: object = None
+    ws: np.ndarray = None
+    drops: np.ndarray = None
+    nfstat: np.ndarray = None
+    txstat: np.ndarray = None
+    cache: object = None
+    cap: object = None
+    src: object = None
+    dst: object = None
+    upstream_done: np.ndarray = None
+    states: list = None
+    exited: bool = False
+    error: BaseException = None
+
+
+def nf_compile_error(spec, err):
+    """One readable line for a Numba failure inside an NF."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    where = f"{spec.source}:{spec.line}"
+    for m in re.finditer(r'File "([^"]+)", line (\d+)', text):
+        if os.path.realpath(m.group(1)) == os.path.realpath(spec.source):
+            where = f"{spec.source}:{m.group(2)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    msg = next((ln for ln in lines if not ln.startswith(("Failed in", "During:", "File", ">>>"))),
+               lines[0] if lines else type(err).__name__)
+    return f"NF {spec.name} ({where}) does not compile: {msg}"
+
+
+class Runtime:
+    def __init__(self, plan, ctx, opts, io=None):
+        self.plan, self.ctx, self.opts = plan, ctx, opts
+        self.stop_input = threading.Event()
+        self.hz = tsc_hz()
+        self.specs = [[load(t) for t in s.tokens] for s in plan.stages]
+        # Configs are validated once, before anything is allocated for packets.
+        self.configs = [[sp.make_config(ctx) for sp in ss] for ss in self.specs]
+        self.io = io
+        self.workers = []
+        self.rings = []          # (stage boundary, producer, consumer, Ring)
+        self.capture_lock = threading.Lock()
+        self.writer = None
+        self.elapsed = 0.0
+
+    # ---- set-up ----
+
+    def cores(self):
+        if self.opts.cores:
+            return list(self.opts.cores)
+        return sorted(os.sched_getaffinity(0))
+
+    def build(self):
+        if NO_JIT:
+            raise RuntimeFailure("the runtime needs the Numba JIT (unset NUMBA_DISABLE_JIT)")
+        from pynf.io import ring as ringmod
+        from pynf.shim import Ring
+        plan, opts = self.plan, self.opts
+        cores = self.cores()
+        self.modules = []
+        for ss in self.specs:
+            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), ALL_KINDS)))
+        first_reps = plan.stages[0].replicas
+        self.io.open(first_reps, opts)
+        # rings between consecutive stages: ring[s][u][d]
+        ring_addrs = []
+        for s in range(len(plan.stages) - 1):
+            up, down = plan.stages[s].replicas, plan.stages[s + 1].replicas
+            grid = [[None] * down for _ in range(up)]
+            for u in range(up):
+                for d in range(down):
+                    r = Ring(opts.ring_size, single_producer=True, single_consumer=True)
+                    grid[u][d] = r
+                    self.rings.append((s, u, d, r))
+            ring_addrs.append(grid)
+        policy = 0 if opts.ring_full == "wait" else 1
+        k = 0
+        last = len(plan.stages) - 1
+        for s, sp in enumerate(plan.stages):
+            for r in range(sp.replicas):
+                rx = "mem" if s == 0 else "ring"
+                tx = "mem" if s == last else "ring"
+                w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))
+                k += 1
+                w.ws = np.zeros(16, dtype=np.int64)
+                w.drops = np.zeros(MAX_REASONS, dtype=np.int64)
+                w.nfstat = np.zeros((len(self.specs[s]) + 1, 4), dtype=np.int64)
+                w.txstat = np.zeros((max(opts.tx_ports) + 1, 2), dtype=np.int64)
+                w.cache = self.io.make_cache()
+                w.cap = self.io.make_capture(opts.pcap_out is not None and s == last)
+                w.src = self.io.rx_queue(r) if s == 0 else \
+                    ringmod.make_ring_in([ring_addrs[s - 1][u][r].addr for u in range(plan.stages[s - 1].replicas)])
+                w.dst = ringmod.make_ring_out([ring_addrs[s][r][d].addr for d in range(plan.stages[s + 1].replicas)],
+                                              policy) if s != last else ringmod.make_ring_out([], policy)
+                w.upstream_done = np.zeros(1, dtype=np.int64)
+                w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
+                w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
+                b = make_batch(self.io.mem(), BURST_MAX)
+                w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
+                          self.io.pool(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
+                          w.nfstat, np.uint64(0), np.int64(opts.burst), s == 0, w.upstream_done,
+                          *w.states]
+                self.workers.append(w)
+        if plan.workers > len(cores):
+            self.oversubscribed = True
+        else:
+            self.oversubscribed = False
+
+    def compile(self):
+        """Compile every stage's NFs and loop; NF errors name the NF and line."""
+        done = set()
+        for w in self.workers:
+            key = (w.stage, w.kind)
+            if key in done:
+                continue
+            done.add(key)
+            b, live = w.args[0], w.args[1]
+            for spec, st in zip(self.specs[w.stage], w.states):
+                try:
+                    spec.kernel.compile((typeof(b), typeof(live), typeof(np.int64(0)), typeof(st)))
+                except NumbaError as e:
+                    raise NFError(nf_compile_error(spec, e)) from None
+            sig = tuple(typeof(a) for a in w.args)
+            try:
+                w.loop.compile(sig)
+            except NumbaError as e:
+                raise RuntimeFailure(f"stage {w.stage} does not compile: "
+                                     f"{str(e).splitlines()[0]}") from None
+
+    # ---- running ----
+
+    def _work(self, w):
+        try:
+            if hasattr(os, "sched_setaffinity"):
+                try:
+                    os.sched_setaffinity(0, {w.core})
+                except OSError:
+                    pass
+            self.io.thread_init()
+            slice_ticks = int(self.hz * SLICE_S)
+            from pynf.shim import rdtsc
+            args = list(w.args)
+            while True:
+                args[13] = np.uint64(rdtsc() + slice_ticks)
+                rc = w.loop(*args)
+                if rc == loops.RC_FLUSH:
+                    self._flush_capture(w)
+                elif rc == loops.RC_DONE:
+                    break
+                if w.stage == 0 and self.stop_input.is_set():
+                    break
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            w.error = e
+            self.stop_input.set()
+        finally:
+            self._flush_capture(w)
+            self.io.cache_flush(w.cache)
+            self._exit(w)
+
+    def _exit(self, w):
+        with self.capture_lock:
+            w.exited = True
+            s = w.stage
+            if all(x.exited for x in self.workers if x.stage == s):
+                for x in self.workers:
+                    if x.stage == s + 1:
+                        x.upstream_done[0] = 1
+
+    def _flush_capture(self, w):
+        if self.writer is None or w.cap is None or w.cap.st[0] == 0:
+            return
+        n = int(w.cap.st[0])
+        rec = w.cap.rec[:n]
+        ts = self.wall0_ns + ((rec[:, 2] - self.tsc0) * 1e9 / self.hz).astype(np.int64)
+        with self.capture_lock:
+            self.writer.write_many(w.cap.mem, rec[:, 0], rec[:, 1], ts)
+        w.cap.st[0] = 0
+        w.cap.st[1] = 0
+
+    def run(self, progress=None):
+        """Run until the duration, the packet count or the input ends."""
+        from pynf import pcap
+        from pynf.shim import rdtsc
+        opts = self.opts
+        if opts.pcap_out:
+            self.writer = pcap.Writer(opts.pcap_out)
+        self.tsc0, self.wall0_ns = rdtsc(), time.time_ns()
+        threads = [threading.Thread(target=self._work, args=(w,), daemon=True,
+                                    name=f"pynf-s{w.stage}r{w.replica}") for w in self.workers]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(0.1)
+                    break
+                el = time.perf_counter() - t0
+                if opts.duration is not None and el >= opts.duration:
+                    self.stop_input.set()
+                if progress is not None:
+                    progress(self, el)
+        except KeyboardInterrupt:
+            self.stop_input.set()
+            for t in threads:
+                t.join()
+        self.elapsed = time.perf_counter() - t0
+        if self.writer is not None:
+            self.writer.close()
+        errs = [w.error for w in self.workers if w.error is not None]
+        if errs:
+            raise RuntimeFailure(f"worker failed: {type(errs[0]).__name__}: {errs[0]}")
+
+    def request_stop(self):
+        self.stop_input.set()
+
+    # ---- results ----
+
+    def reason_names(self):
+        names = {i: n for i, n in enumerate(FRAMEWORK)}
+        for ss in self.specs:
+            for per_nf in stagemod.reason_codes(ss):
+                for name, code in per_nf:
+                    names[code] = name
+        return names
+
+    def totals(self):
+        """Live totals (may be read while workers run)."""
+        first = [w for w in self.workers if w.stage == 0]
+        last_s = len(self.plan.stages) - 1
+        last = [w for w in self.workers if w.stage == last_s]
+        rx = sum(int(w.ws[0]) for w in first)
+        tx = sum(int(w.ws[1]) for w in last)
+        drops = sum(int(w.drops.sum()) for w in self.workers)
+        return rx, tx, drops

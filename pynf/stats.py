@@ -1,0 +1,108 @@
+"""TSC calibration and the run report (the --json contract of DESIGN.md)."""
+import time
+
+from pynf.traffic import FCS, WIRE_OVERHEAD
+
+_HZ = None
+
+
+def tsc_hz():
+    """TSC ticks per second, measured once against the monotonic clock."""
+    global _HZ
+    if _HZ is None:
+        from pynf.shim import rdtsc
+        best = None
+        for _ in range(3):
+            c0, t0 = rdtsc(), time.perf_counter()
+            time.sleep(0.02)
+            c1, t1 = rdtsc(), time.perf_counter()
+            hz = (c1 - c0) / (t1 - t0)
+            best = hz if best is None else max(best, hz)
+        _HZ = best
+    return _HZ
+
+
+def _cpp(cycles, packets):
+    return round(cycles / packets, 1) if packets else 0.0
+
+
+def report(rt):
+    """The final report of a finished Runtime as a dict."""
+    names = rt.reason_names()
+    drops = {}
+    for w in rt.workers:
+        for code in w.drops.nonzero()[0]:
+            n = names.get(int(code), f"reason_{code}")
+            drops[n] = drops.get(n, 0) + int(w.drops[code])
+    rx, tx, _ = rt.totals()
+    first = [w for w in rt.workers if w.stage == 0]
+    rx_bytes = sum(int(w.ws[5]) for w in first)
+    el = max(rt.elapsed, 1e-9)
+    nfs, stages = {}, []
+    total_cycles = 0
+    for s, ss in enumerate(rt.specs):
+        ws = [w for w in rt.workers if w.stage == s]
+        cyc = sum(int(w.ws[4]) for w in ws)
+        srx = sum(int(w.nfstat[-1, 0]) for w in ws)
+        total_cycles += cyc
+        for j, spec in enumerate(ss):
+            r = sum(int(w.nfstat[j, 0]) for w in ws)
+            nfs[spec.name] = {
+                "rx": r,
+                "tx": sum(int(w.nfstat[j, 1]) for w in ws),
+                "drops": sum(int(w.nfstat[j, 2]) for w in ws),
+                "cycles_per_packet": _cpp(sum(int(w.nfstat[j, 3]) for w in ws), r),
+                "stage": s,
+            }
+        stages.append({
+            "nfs": [sp.name for sp in ss],
+            "replicas": len(ws),
+            "cores": [w.core for w in ws],
+            "rx": srx,
+            "tx": sum(int(w.ws[1]) for w in ws),
+            "drops": sum(int(w.drops.sum()) for w in ws),
+            "cycles_per_packet": _cpp(cyc, srx),
+            "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, 3]) for w in ws), srx),
+            "bursts": sum(int(w.ws[2]) for w in ws),
+            "idle_polls": sum(int(w.ws[3]) for w in ws),
+        })
+    rings = []
+    for w in rt.workers:
+        if w.stage == 0:
+            continue
+        for u in range(len(w.src.rings)):
+            polls, tot, mx = (int(x) for x in w.src.fill[u])
+            rings.append({"from": f"s{w.stage - 1}r{u}", "to": f"s{w.stage}r{w.replica}",
+                          "size": rt.opts.ring_size,
+                          "fill_mean": round(tot / polls, 2) if polls else 0.0, "fill_max": mx})
+    ports = {}
+    for w in rt.workers:
+        for p in w.txstat.nonzero()[0]:
+            ports[int(p)] = ports.get(int(p), 0) + int(w.txstat[p, 0])
+    ports = {str(p): {"tx": ports[p]} for p in sorted(ports)}
+    out = {
+        "model": rt.plan.model,
+        "chain": rt.plan.chain,
+        "stages_spec": rt.plan.spec,
+        "cores": len({w.core for w in rt.workers}),
+        "workers": len(rt.workers),
+        "oversubscribed": rt.oversubscribed,
+        "elapsed_s": round(el, 4),
+        "io": rt.io.name,
+        "rx": rx,
+        "tx": tx,
+        "drops": dict(sorted(drops.items())),
+        "mpps": round(rx / el / 1e6, 4),
+        "tx_mpps": round(tx / el / 1e6, 4),
+        "gbps": round((rx_bytes + FCS * rx) * 8 / el / 1e9, 4),
+        "gbps_wire": round((rx_bytes + (FCS + WIRE_OVERHEAD) * rx) * 8 / el / 1e9, 4),
+        "cycles_per_packet": _cpp(total_cycles, rx),
+        "tsc_hz": int(rt.hz),
+        "nfs": nfs,
+        "stages": stages,
+        "rings": rings,
+        "ports": ports,
+        "burst": rt.opts.burst,
+    }
+    out.update(rt.io.report_extra(rt))
+    return out

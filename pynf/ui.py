@@ -1,0 +1,74 @@
+"""What a person sees: start-up lines, the live status line, the final tables."""
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+
+def say(err, line):
+    err.write(line + "\n")
+    err.flush()
+
+
+class Status:
+    """One live line on stderr: elapsed, Mpps, drops."""
+
+    def __init__(self, err):
+        self.console = Console(file=err, stderr=True)
+        self.live = Live(Text(""), console=self.console, refresh_per_second=4, transient=True)
+        self.live.start()
+        self.last = (0.0, 0)
+
+    def update(self, rt, elapsed):
+        rx, tx, drops = rt.totals()
+        t0, rx0 = self.last
+        if elapsed - t0 < 0.25:
+            return
+        rate = (rx - rx0) / (elapsed - t0) / 1e6
+        self.last = (elapsed, rx)
+        self.live.update(Text(f"{elapsed:6.1f}s  {rate:7.2f} Mpps  rx {rx:,}  tx {tx:,}  drops {drops:,}"))
+
+    def close(self):
+        self.live.stop()
+
+
+def print_report(rep, out):
+    c = Console(file=out, highlight=False)
+    t = Table(title=f"pynf {rep['model']} {rep['stages_spec']}  ({rep['io']}, {rep['workers']} worker(s), "
+                    f"{rep['elapsed_s']:.2f} s)", show_header=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("rx", f"{rep['rx']:,}")
+    t.add_row("tx", f"{rep['tx']:,}")
+    t.add_row("drops", f"{sum(rep['drops'].values()):,}")
+    for reason, n in rep["drops"].items():
+        t.add_row(f"  {reason}", f"{n:,}")
+    t.add_row("Mpps (rx / tx)", f"{rep['mpps']:.3f} / {rep['tx_mpps']:.3f}")
+    t.add_row("Gbps (data / wire)", f"{rep['gbps']:.3f} / {rep['gbps_wire']:.3f}")
+    t.add_row("cycles/packet (all stages)", f"{rep['cycles_per_packet']:.1f}")
+    if "mbufs_in_use" in rep:
+        t.add_row("mbufs in use at exit", str(rep["mbufs_in_use"]))
+    if "buffers_in_use" in rep:
+        t.add_row("buffers in use at exit", str(rep["buffers_in_use"]))
+    c.print(t)
+    s = Table(title="per stage / NF (TSC cycles per packet the NF saw)")
+    for col in ("stage", "NF", "replicas/cores", "rx", "tx", "drops", "cycles/pkt"):
+        s.add_column(col, justify="right" if col not in ("NF",) else "left")
+    for k, st in enumerate(rep["stages"]):
+        s.add_row(str(k), "(parse+write-back)", f"{st['replicas']} / {','.join(map(str, st['cores']))}",
+                  f"{st['rx']:,}", "", "", f"{st['parse_writeback_cycles_per_packet']:.1f}")
+        for name in st["nfs"]:
+            nf = rep["nfs"][name]
+            s.add_row("", name, "", f"{nf['rx']:,}", f"{nf['tx']:,}", f"{nf['drops']:,}",
+                      f"{nf['cycles_per_packet']:.1f}")
+        s.add_row("", "[bold]stage total[/bold]", "", f"{st['rx']:,}", f"{st['tx']:,}",
+                  f"{st['drops']:,}", f"{st['cycles_per_packet']:.1f}")
+    c.print(s)
+    if rep["rings"]:
+        r = Table(title="rings (entries in use when polled)")
+        for col in ("from", "to", "size", "fill mean", "fill max"):
+            r.add_column(col, justify="right")
+        for ring in rep["rings"]:
+            r.add_row(ring["from"], ring["to"], str(ring["size"]), f"{ring['fill_mean']:.1f}",
+                      str(ring["fill_max"]))
+        c.print(r)
