@@ -68,8 +68,8 @@ def acl(pkts, live, n, st):
     c = st.cls
     for j in range(n):
         i = live[j]
-        r = classify.first_match(c, pkts.src_ip[i], pkts.dst_ip[i],
-                                 pkts.sport[i], pkts.dport[i], pkts.proto[i])
+        r = np.uint64(classify.first_match(c, pkts.src_ip[i], pkts.dst_ip[i],
+                                           pkts.sport[i], pkts.dport[i], pkts.proto[i]))
         st.hits[r] += 1
         if c.allow[r] == 0:
             pkts.port[i] = DROP

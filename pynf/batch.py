@@ -57,4 +57,4 @@ def make_batch(mem, size=BURST_MAX):
 
 def make_live(size=BURST_MAX):
     """Index list of the packets still alive in a batch (see pynf.nf)."""
-    return np.zeros(size, dtype=np.int32)
+    return np.zeros(size, dtype=np.uint32)

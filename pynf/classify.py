@@ -118,13 +118,11 @@ def parse_rules(path):
 
 # ---- building the classifier (cold) ----
 
-Classifier = namedtuple("Classifier", [
-    "src_l1", "src_l2", "src_l3", "src_bm",
-    "dst_l1", "dst_l2", "dst_l3", "dst_bm",
-    "sport", "sport_bm", "dport", "dport_bm", "proto", "proto_bm",
-    "allow",    # int8[R + 1]: verdict of rule r; entry R (no match) allows
-    "words",    # int64[1]: bitmap words per class
-])
+# All tables in three arrays (so that a kernel keeps their pointers in
+# registers): class tables in `tab`, bitmaps in `bm`, offsets in `hdr`.
+Classifier = namedtuple("Classifier", ["tab", "bm", "hdr", "allow"])
+(H_SRC1, H_SRC2, H_SRC3, H_DST1, H_DST2, H_DST3, H_SPORT, H_DPORT, H_PROTO,
+ H_SRC_BM, H_DST_BM, H_SPORT_BM, H_DPORT_BM, H_PROTO_BM, H_WORDS, H_RULES) = range(16)
 
 
 def _classes(ranges, nrules, words, top):
@@ -173,57 +171,70 @@ def build(rules):
     """Compile a rule list into a Classifier (tuple of arrays)."""
     n = len(rules)
     words = max(1, (n + 63) // 64)
-    out = {}
+    tabs, bms = [], []
     for f in ("src", "dst"):
         pts, cls, bm = _classes([r.prefix_range(f) for r in rules], n, words, 0xFFFFFFFF)
-        out[f + "_l1"], out[f + "_l2"], out[f + "_l3"] = _dir_16_8_8(pts, cls)
-        out[f + "_bm"] = bm.view(np.int64).reshape(-1).copy()
+        tabs += list(_dir_16_8_8(pts, cls))
+        bms.append(bm)
     for f in ("sport", "dport"):
         pts, cls, bm = _classes([(getattr(r, f + "_lo"), getattr(r, f + "_hi")) for r in rules],
                                 n, words, 0xFFFF)
-        out[f] = cls[_interval(pts, np.arange(1 << 16))].astype(np.int32)
-        out[f + "_bm"] = bm.view(np.int64).reshape(-1).copy()
+        tabs.append(cls[_interval(pts, np.arange(1 << 16))].astype(np.int32))
+        bms.append(bm)
     pm = np.zeros((256, words), dtype=np.uint64)
     vals = np.arange(256)
     for r, rule in enumerate(rules):
         hit = (vals & rule.proto_mask) == (rule.proto & rule.proto_mask)
         pm[hit, r >> 6] |= np.uint64(1 << (r & 63))
     uniq, inv = np.unique(pm, axis=0, return_inverse=True)
-    out["proto"] = inv.reshape(-1).astype(np.int32)
-    out["proto_bm"] = uniq.view(np.int64).reshape(-1).copy()
+    tabs.append(inv.reshape(-1).astype(np.int32))
+    bms.append(uniq)
+    hdr = np.zeros(16, dtype=np.int64)
+    hdr[:9] = np.cumsum([0] + [len(t) for t in tabs[:-1]])
+    bm_sizes = [b.size for b in bms]
+    hdr[H_SRC_BM:H_PROTO_BM + 1] = np.cumsum([0] + bm_sizes[:-1])
+    hdr[H_WORDS] = words
+    hdr[H_RULES] = n
     allow = np.ones(n + 1, dtype=np.int8)
     for r, rule in enumerate(rules):
         allow[r] = 1 if rule.allow else 0
-    out["allow"] = allow
-    out["words"] = np.array([words], dtype=np.int64)
-    return Classifier(**out)
+    return Classifier(np.concatenate(tabs).astype(np.int32),
+                      np.concatenate([b.reshape(-1) for b in bms]).view(np.int64).copy(),
+                      hdr, allow)
 
 
 # ---- the fast path ----
 
 @hot(inline="always")
-def _trie(l1, l2, l3, x):
-    e = l1[x >> 16]
+def _trie(tab, l1, l2, l3, x):
+    e = tab[np.uint64(l1 + (x >> 16))]
     if e >= 0:
         return e
-    e = l2[(-1 - e) * 256 + ((x >> 8) & 0xFF)]
+    e = tab[np.uint64(l2 + (-1 - e) * 256 + ((x >> 8) & 0xFF))]
     if e >= 0:
         return e
-    return l3[(-1 - e) * 256 + (x & 0xFF)]
+    return tab[np.uint64(l3 + (-1 - e) * 256 + (x & 0xFF))]
 
 
 @hot(inline="always")
 def first_match(c, src, dst, sport, dport, proto):
     """Index of the first rule matching the 5-tuple, or the rule count."""
-    w = c.words[0]
-    cs = _trie(c.src_l1, c.src_l2, c.src_l3, int(src)) * w
-    cd = _trie(c.dst_l1, c.dst_l2, c.dst_l3, int(dst)) * w
-    c1 = c.sport[sport] * w
-    c2 = c.dport[dport] * w
-    cp = c.proto[proto] * w
+    tab, bm, h = c.tab, c.bm, c.hdr
+    w = h[H_WORDS]
+    cs = _trie(tab, h[H_SRC1], h[H_SRC2], h[H_SRC3], int(src)) * w + h[H_SRC_BM]
+    cd = _trie(tab, h[H_DST1], h[H_DST2], h[H_DST3], int(dst)) * w + h[H_DST_BM]
+    c1 = tab[np.uint64(h[H_SPORT] + int(sport))] * w + h[H_SPORT_BM]
+    c2 = tab[np.uint64(h[H_DPORT] + int(dport))] * w + h[H_DPORT_BM]
+    cp = tab[np.uint64(h[H_PROTO] + int(proto))] * w + h[H_PROTO_BM]
+    # NB: indices are cast to unsigned: a signed index costs a
+    # negative-index fix-up per load.
+    if w == 1:          # up to 64 rules: one word, no loop
+        x = bm[np.uint64(cs)] & bm[np.uint64(cd)] & bm[np.uint64(c1)] \
+            & bm[np.uint64(c2)] & bm[np.uint64(cp)]
+        return cttz64(x) if x != 0 else h[H_RULES]
     for k in range(w):
-        x = c.src_bm[cs + k] & c.dst_bm[cd + k] & c.sport_bm[c1 + k] \
-            & c.dport_bm[c2 + k] & c.proto_bm[cp + k]
+        x = bm[np.uint64(cs + k)] & bm[np.uint64(cd + k)] & bm[np.uint64(c1 + k)] \
+            & bm[np.uint64(c2 + k)] & bm[np.uint64(cp + k)]
         if x != 0:
             return k * 64 + cttz64(x)
-    return len(c.allow) - 1
+    return h[H_RULES]

@@ -157,3 +157,27 @@ if NO_JIT:
 else:
     ld8, ld16, ld32 = _make_load(8), _make_load(16), _make_load(32)
     st8, st16, st32 = _make_store(8), _make_store(16), _make_store(32)
+
+
+@intrinsic
+def _copy(typingctx, dst, doff, src, soff, n):
+    """dst[doff:doff+n] = src[soff:soff+n] as one memcpy (no overlap)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d = _byte_ptr(context, builder, signature.args[0], args[0],
+                      context.cast(builder, args[1], signature.args[1], types.intp))
+        s = _byte_ptr(context, builder, signature.args[2], args[2],
+                      context.cast(builder, args[3], signature.args[3], types.intp))
+        cnt = context.cast(builder, args[4], signature.args[4], types.intp)
+        cgutils.raw_memcpy(builder, d, s, cnt, 1)
+        return context.get_dummy_value()
+    return types.void(dst, doff, src, soff, n), codegen
+
+
+if NO_JIT:
+    def copy(dst, doff, src, soff, n):
+        dst[doff:doff + n] = src[soff:soff + n]
+else:
+    copy = _copy

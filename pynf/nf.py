@@ -26,6 +26,7 @@ it as plain Python.
 NFs live in nfs/<name>.py; `pynf run --rtc acl,path/to/mine.py:counter`
 loads one from any file.
 """
+import ast
 import dataclasses
 import importlib
 import importlib.util
@@ -33,7 +34,8 @@ import inspect
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+import textwrap
+from dataclasses import dataclass
 
 from pynf.config import hot
 from pynf.errors import UsageError
@@ -81,6 +83,46 @@ def apply_settings(name, cfg, settings):
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
+# Header fields the stage writes back when an NF changes them.
+WRITABLE = ("eth_dst", "eth_src", "src_ip", "dst_ip", "ttl", "sport", "dport")
+
+
+def fields_used(fn):
+    """(read, written) Batch fields of an NF function, from its source.
+
+    The stage compiler specialises parsing and write-back to these, so a
+    stage whose NFs never change the MACs never compares them. Anything the
+    analysis cannot see through (the batch handed to another function, a
+    field array taken as a whole) counts as read and written, so it is
+    conservative: at worst a field is written back that did not change.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return set(WRITABLE), set(WRITABLE)
+    func = tree.body[0]
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or not func.args.args:
+        return set(WRITABLE), set(WRITABLE)
+    pk = func.args.args[0].arg
+    parents = {}
+    for node in ast.walk(func):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    reads, writes = set(), set()
+    for node in ast.walk(func):
+        if not (isinstance(node, ast.Name) and node.id == pk) or node is func.args.args[0]:
+            continue
+        attr = parents.get(node)
+        if not isinstance(attr, ast.Attribute):
+            return set(WRITABLE), set(WRITABLE)      # the batch escapes
+        sub = parents.get(attr)
+        if isinstance(sub, ast.Subscript) and sub.value is attr:
+            (writes if isinstance(sub.ctx, ast.Store) else reads).add(attr.attr)
+        else:
+            reads.add(attr.attr)
+            writes.add(attr.attr)                    # aliased: may be written
+    return reads, writes & set(WRITABLE)
+
 
 class NFError(Exception):
     """A bad NF definition or an NF that fails to compile; says which NF."""
@@ -97,7 +139,8 @@ class NFSpec:
     source: str = ""            # file the NF is defined in
     line: int = 0
     doc: str = ""
-    control: dict = field(default_factory=dict)
+    reads: frozenset = frozenset()
+    writes: frozenset = frozenset()
 
     def make_config(self, ctx):
         settings = dict(getattr(ctx, "settings", {}).get(self.name, {}))
@@ -133,9 +176,11 @@ def nf(name, drops=(), config=None, state=None):
                           f"not ({', '.join(params)})")
         src = inspect.getsourcefile(fn) or ""
         line = inspect.getsourcelines(fn)[1] if src else 0
+        reads, writes = fields_used(fn)
         spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
                       config=config, state=state, source=src, line=line,
-                      doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "")
+                      doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
+                      reads=frozenset(reads), writes=frozenset(writes))
         prev = _REGISTRY.get(name)
         if prev is not None and os.path.realpath(prev.source) != os.path.realpath(src):
             raise NFError(f"NF {name!r} is defined twice: {prev.source} and {src}")

@@ -79,20 +79,25 @@ def csum_apply(hc, delta):
 
 
 @hot(inline="always")
-def parse_one(mem, b, i):
-    """Parse packet i of batch b into its header arrays; 0 or a drop reason."""
+def parse_one(mem, b, i, want_eth):
+    """Parse packet i of batch b into its header arrays; 0 or a drop reason.
+
+    The 5-tuple, TTL, offsets and fragment state are always filled in; the
+    MAC addresses only with want_eth (a stage passes a constant, so the
+    compiled parser of a stage whose NFs never look at MACs skips them).
+    """
     o = b.off[i]
     ln = b.len[i]
     if ln < 14:
         return R_RUNT
-    et = rd16(mem, o + 12)
+    et = ld16(mem, o + 12)
     l3 = 14
     vlan = -1
     if et == ETH_VLAN or et == ETH_QINQ:
         if ln < 18:
             return R_RUNT
-        vlan = rd16(mem, o + 14)
-        et = rd16(mem, o + 16)
+        vlan = ld16(mem, o + 14)
+        et = ld16(mem, o + 16)
         l3 = 18
         if et == ETH_VLAN or et == ETH_QINQ:
             return R_VLAN_STACK
@@ -109,10 +114,10 @@ def parse_one(mem, b, i):
         return R_IP_IHL
     if l3 + ihl > ln:
         return R_IP_TRUNCATED
-    tot = rd16(mem, p + 2)
+    tot = ld16(mem, p + 2)
     if tot < ihl or l3 + tot > ln:
         return R_IP_LEN
-    fragw = rd16(mem, p + 6)
+    fragw = ld16(mem, p + 6)
     proto = ld8(mem, p + 9)
     l4 = l3 + ihl
     sport = 0
@@ -130,41 +135,41 @@ def parse_one(mem, b, i):
             doff = (ld8(mem, o + l4 + 12) >> 4) * 4
             if doff < 20 or doff > paylen:
                 return R_TCP_DOFF
-            sport = rd16(mem, o + l4)
-            dport = rd16(mem, o + l4 + 2)
+            sport = ld16(mem, o + l4)
+            dport = ld16(mem, o + l4 + 2)
         elif proto == PROTO_UDP:
             if paylen < 8:
                 return R_L4_TRUNCATED
-            sport = rd16(mem, o + l4)
-            dport = rd16(mem, o + l4 + 2)
+            sport = ld16(mem, o + l4)
+            dport = ld16(mem, o + l4 + 2)
     b.l3[i] = l3
     b.l4[i] = l4
     b.vlan[i] = vlan
-    b.eth_dst[i] = rd48(mem, o)
-    b.eth_src[i] = rd48(mem, o + 6)
+    if want_eth:
+        b.eth_dst[i] = rd48(mem, o)
+        b.eth_src[i] = rd48(mem, o + 6)
     b.ttl[i] = ld8(mem, p + 8)
     b.proto[i] = proto
-    b.src_ip[i] = rd32(mem, p + 12)
-    b.dst_ip[i] = rd32(mem, p + 16)
+    b.src_ip[i] = ld32(mem, p + 12)
+    b.dst_ip[i] = ld32(mem, p + 16)
     b.frag[i] = frag
     b.sport[i] = sport
     b.dport[i] = dport
     return 0
 
 
-@hot
-def parse_burst(b, live, n, first, drops):
+@hot(inline="always")
+def parse_into(b, live, n, first, drops, want_eth):
     """Parse packets 0..n-1; list the good ones in live[], count the rest.
 
     first: this stage is the first of its chain, so every verdict starts at
     output port 0; a later pipeline stage takes the verdict the previous
-    stage left in the packet's headroom.
-    Returns the number of live packets.
+    stage left in the packet's headroom. Returns the number of live packets.
     """
     mem = b.mem
     m = 0
     for i in range(n):
-        code = parse_one(mem, b, i)
+        code = parse_one(mem, b, i, want_eth)
         if code != 0:
             b.port[i] = -1
             drops[code] += 1
@@ -178,77 +183,99 @@ def parse_burst(b, live, n, first, drops):
     return m
 
 
+@hot
+def parse_burst(b, live, n, first, drops):
+    """parse_into with every field (tests, tools)."""
+    return parse_into(b, live, n, first, drops, True)
+
+
 @hot(inline="always")
 def store_meta(mem, off, port):
     """Leave the verdict in the headroom for the next pipeline stage."""
-    wr32(mem, off - META_OFF, port & 0xFFFFFFFF)
+    st32(mem, off - META_OFF, port & 0xFFFFFFFF)
 
 
 @hot(inline="always")
 def load_meta(mem, off):
-    v = rd32(mem, off - META_OFF)
+    v = ld32(mem, off - META_OFF)
     if v >= 0x80000000:
         v -= 0x100000000
     return v
 
 
-@hot
-def writeback(b, live, m):
-    """Write the changed header fields of live packets into their bytes."""
-    mem = b.mem
-    for j in range(m):
-        i = live[j]
-        o = b.off[i]
+@hot(inline="always")
+def writeback_one(mem, b, i, w_eth, w_ttl, w_src, w_dst, w_sport, w_dport):
+    """Write packet i's changed fields among those flagged (constants in a
+    stage: only the fields its NFs can write are compared)."""
+    o = b.off[i]
+    if w_eth:
         v = b.eth_dst[i]
         if rd48(mem, o) != v:
             wr48(mem, o, v)
         v = b.eth_src[i]
         if rd48(mem, o + 6) != v:
             wr48(mem, o + 6, v)
-        p = o + b.l3[i]
-        ipd = 0      # delta for the IPv4 header checksum
-        l4d = 0      # delta for the TCP/UDP checksum (pseudo-header and ports)
+    if not (w_ttl or w_src or w_dst or w_sport or w_dport):
+        return
+    p = o + b.l3[i]
+    ipd = 0      # delta for the IPv4 header checksum
+    l4d = 0      # delta for the TCP/UDP checksum (pseudo-header and ports)
+    if w_ttl:
         old = ld8(mem, p + 8)
         new = int(b.ttl[i])
         if old != new:
             proto = ld8(mem, p + 9)
             ipd += csum_delta16((old << 8) | proto, (new << 8) | proto)
             st8(mem, p + 8, new)
-        old = rd32(mem, p + 12)
+    if w_src:
+        old = ld32(mem, p + 12)
         new = int(b.src_ip[i])
         if old != new:
             d = csum_delta32(old, new)
             ipd += d
             l4d += d
-            wr32(mem, p + 12, new)
-        old = rd32(mem, p + 16)
+            st32(mem, p + 12, new)
+    if w_dst:
+        old = ld32(mem, p + 16)
         new = int(b.dst_ip[i])
         if old != new:
             d = csum_delta32(old, new)
             ipd += d
             l4d += d
-            wr32(mem, p + 16, new)
-        if ipd != 0:
-            wr16(mem, p + 10, csum_apply(rd16(mem, p + 10), ipd))
-        proto = int(b.proto[i])
-        if b.frag[i] == 2 or (proto != PROTO_TCP and proto != PROTO_UDP):
-            continue
-        q = o + b.l4[i]
-        old = rd16(mem, q)
+            st32(mem, p + 16, new)
+    if ipd != 0:
+        st16(mem, p + 10, csum_apply(ld16(mem, p + 10), ipd))
+    if not (w_src or w_dst or w_sport or w_dport):
+        return
+    proto = int(b.proto[i])
+    if b.frag[i] == 2 or (proto != PROTO_TCP and proto != PROTO_UDP):
+        return
+    q = o + b.l4[i]
+    if w_sport:
+        old = ld16(mem, q)
         new = int(b.sport[i])
         if old != new:
             l4d += csum_delta16(old, new)
-            wr16(mem, q, new)
-        old = rd16(mem, q + 2)
+            st16(mem, q, new)
+    if w_dport:
+        old = ld16(mem, q + 2)
         new = int(b.dport[i])
         if old != new:
             l4d += csum_delta16(old, new)
-            wr16(mem, q + 2, new)
-        if l4d != 0:
-            if proto == PROTO_TCP:
-                wr16(mem, q + 16, csum_apply(rd16(mem, q + 16), l4d))
-            else:
-                ck = rd16(mem, q + 6)
-                if ck != 0:
-                    ck = csum_apply(ck, l4d)
-                    wr16(mem, q + 6, 0xFFFF if ck == 0 else ck)
+            st16(mem, q + 2, new)
+    if l4d != 0:
+        if proto == PROTO_TCP:
+            st16(mem, q + 16, csum_apply(ld16(mem, q + 16), l4d))
+        else:
+            ck = ld16(mem, q + 6)
+            if ck != 0:
+                ck = csum_apply(ck, l4d)
+                st16(mem, q + 6, 0xFFFF if ck == 0 else ck)
+
+
+@hot
+def writeback(b, live, m):
+    """Write every changed writable field of live[:m] (tests, tools)."""
+    mem = b.mem
+    for j in range(m):
+        writeback_one(mem, b, live[j], True, True, True, True, True, True)

@@ -77,6 +77,15 @@ class Worker:
     error: BaseException = None
 
 
+def numba_message(err):
+    """The lines of a Numba error that say what and where, without colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    what = [ln for ln in lines if not ln.startswith(("Failed in", "During:", "File", ">>>", "^"))]
+    where = [ln for ln in lines if ln.startswith("During: lowering") or ln.startswith("File")]
+    return "; ".join((what[:1] or lines[:1]) + where[:1])
+
+
 def nf_compile_error(spec, err):
     """One readable line for a Numba failure inside an NF."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
@@ -146,7 +155,7 @@ class Runtime:
                 k += 1
                 w.ws = np.zeros(16, dtype=np.int64)
                 w.drops = np.zeros(MAX_REASONS, dtype=np.int64)
-                w.nfstat = np.zeros((len(self.specs[s]) + 1, 4), dtype=np.int64)
+                w.nfstat = np.zeros((len(self.specs[s]) + 1, stagemod.NFSTAT_COLS), dtype=np.int64)
                 w.txstat = np.zeros((max(opts.tx_ports) + 1, 2), dtype=np.int64)
                 w.cache = self.io.make_cache()
                 w.cap = self.io.make_capture(opts.pcap_out is not None and s == last)
@@ -186,8 +195,7 @@ class Runtime:
             try:
                 w.loop.compile(sig)
             except NumbaError as e:
-                raise RuntimeFailure(f"stage {w.stage} does not compile: "
-                                     f"{str(e).splitlines()[0]}") from None
+                raise RuntimeFailure(f"stage {w.stage} does not compile: {numba_message(e)}") from None
 
     # ---- running ----
 

@@ -12,8 +12,10 @@ The generated `stage(b, live, n, first, drops, nfstat, st0, st1, ...)`:
      dropped leave the live list and are counted under the NF's reason;
   3. writes changed header fields back (pynf.packet.writeback);
   4. returns how many packets are still live; b.port holds every verdict.
-nfstat[k] = (rx, tx, drops, tsc cycles) of NF k; the last row is the
-stage's own parse + write-back.
+nfstat[k] = (rx, tx, drops, tsc cycles, packets in timed bursts, -) of NF
+k; the last row is the stage's own parse + write-back (its column 5 counts
+bursts). Cycles are sampled (one burst in SAMPLE), so cycles per packet is
+column 3 / column 4.
 """
 import hashlib
 import importlib.util
@@ -21,12 +23,11 @@ import inspect
 import os
 import sys
 
-import numba
-
-from pynf.config import cache_dir, hot
+from pynf.config import SOURCE_DIGEST, cache_dir, hot
 from pynf.drops import MAX_REASONS, NF_BASE, R_BAD_VERDICT
 
-RX, TX, DROPS, CYCLES = 0, 1, 2, 3
+RX, TX, DROPS, CYCLES, SAMPLED, BURSTS = 0, 1, 2, 3, 4, 5
+NFSTAT_COLS = 6
 
 
 @hot(inline="always")
@@ -69,50 +70,74 @@ _TEMPLATE = '''\
 from pynf.config import hot
 from pynf.intrinsics import rdtsc
 from pynf.nf import kernel
-from pynf.packet import parse_burst, writeback
+from pynf.packet import parse_into, writeback_one
 from pynf.stage import settle
 {imports}
 
+# fields this stage's NFs may change: eth, ttl, src, dst, sport, dport
+WB = ({wb})
+
+
+@hot
+def writeback(b, live, m):
+    mem = b.mem
+    for j in range(m):
+        writeback_one(mem, b, live[j], {wb_args})
+
+
 @hot
 def stage(b, live, n, first, drops, nfstat{states}):
-    t0 = rdtsc()
-    m = parse_burst(b, live, n, first, drops)
+    # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
+    # about 30 cycles, which timed on every burst would add a cycle per
+    # packet per NF. The stage's total is timed on every burst by its loop.
+    timed = (nfstat[{k}, 5] & {sample_mask}) == 0
+    nfstat[{k}, 5] += 1
+    t = 0
+    if timed:
+        t = rdtsc()
+    tp = t
+    m = parse_into(b, live, n, first, drops, {want_eth})
     m0 = m
-    t = rdtsc()
-    tp = t - t0
+    if timed:
+        t = rdtsc()
+        tp = t - tp
 {calls}
-    writeback(b, live, m)
-    t1 = rdtsc()
+{wb_call}
     nfstat[{k}, 0] += n
     nfstat[{k}, 1] += m0
     nfstat[{k}, 2] += n - m0
-    nfstat[{k}, 3] += tp + (t1 - t)
+    if timed:
+        nfstat[{k}, 3] += tp + (rdtsc() - t)
+        nfstat[{k}, 4] += n
     return m
 '''
 
 _CALL = '''\
     tk = t
     nf{j}(b, live, m, st{j})
+    if timed:
+        nfstat[{j}, 4] += m
     m = settle(b, live, m, drops, nfstat, {j}, {base}, {nr})
-    t = rdtsc()
-    nfstat[{j}, 3] += t - tk
+    if timed:
+        t = rdtsc()
+        nfstat[{j}, 3] += t - tk
 '''
 
+SAMPLE = 8          # time the NFs on one burst in 8
+FIELDS_WB = ("eth", "ttl", "src_ip", "dst_ip", "sport", "dport")
 
-def _source_digest(specs, extra):
-    h = hashlib.sha256()
-    h.update(numba.__version__.encode())
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(pkg) for f in fs if f.endswith(".py"))
-    files += [s.source for s in specs]
-    for f in files:
-        h.update(f.encode())
+
+def _digest(specs, src):
+    """Module name hash: pynf's sources (config.SOURCE_DIGEST), the NF
+    files (a user NF may live anywhere) and the generated text itself."""
+    h = hashlib.sha256(SOURCE_DIGEST.encode())
+    for sp in specs:
         try:
-            with open(f, "rb") as fh:
-                h.update(fh.read())
+            with open(sp.source, "rb") as f:
+                h.update(f.read())
         except OSError:
             pass
-    h.update(extra.encode())
+    h.update(src.encode())
     return h.hexdigest()[:16]
 
 
@@ -123,8 +148,15 @@ def generate(specs):
     calls = "".join(_CALL.format(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c))
                     for j, c in enumerate(codes))
     states = "".join(f", st{j}" for j in range(len(specs)))
+    writes = set().union(*(s.writes for s in specs)) if specs else set()
+    used = writes | set().union(*(s.reads for s in specs)) if specs else set()
+    flags = ["eth_dst" in writes or "eth_src" in writes] + [f in writes for f in FIELDS_WB[1:]]
+    want_eth = bool({"eth_dst", "eth_src"} & used)
+    wb_call = "    writeback(b, live, m)" if any(flags) else "    pass  # no NF here writes a header field"
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
-                            states=states, calls=calls, k=len(specs))
+                            states=states, calls=calls, k=len(specs),
+                            wb=", ".join(map(str, flags)), wb_args=", ".join(map(str, flags)),
+                            want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1)
 
 
 def compile_stage(specs, tail=""):
@@ -134,7 +166,7 @@ def compile_stage(specs, tail=""):
     worker loops), so that they too are compiled and cached with it.
     """
     src = generate(specs) + tail
-    name = "pynf_stage_" + _source_digest(specs, src)
+    name = "pynf_stage_" + _digest(specs, src)
     d = os.path.join(cache_dir(), "stages")
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, name + ".py")

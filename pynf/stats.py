@@ -51,7 +51,8 @@ def report(rt):
                 "rx": r,
                 "tx": sum(int(w.nfstat[j, 1]) for w in ws),
                 "drops": sum(int(w.nfstat[j, 2]) for w in ws),
-                "cycles_per_packet": _cpp(sum(int(w.nfstat[j, 3]) for w in ws), r),
+                "cycles_per_packet": _cpp(sum(int(w.nfstat[j, 3]) for w in ws),
+                                          sum(int(w.nfstat[j, 4]) for w in ws)),
                 "stage": s,
             }
         stages.append({
@@ -62,7 +63,8 @@ def report(rt):
             "tx": sum(int(w.ws[1]) for w in ws),
             "drops": sum(int(w.drops.sum()) for w in ws),
             "cycles_per_packet": _cpp(cyc, srx),
-            "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, 3]) for w in ws), srx),
+            "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, 3]) for w in ws),
+                                                      sum(int(w.nfstat[-1, 4]) for w in ws)),
             "bursts": sum(int(w.ws[2]) for w in ws),
             "idle_polls": sum(int(w.ws[3]) for w in ws),
         })

@@ -47,7 +47,13 @@ def table_bytes(t):
 @hot(inline="always")
 def prefetch_slot(t, h):
     """Start loading the first slot for hash h (fast path, before find)."""
-    prefetch(t.slots, (h & t.info[I_MASK]) * SLOT)
+    prefetch(t.slots, np.uint64((h & t.info[I_MASK]) * SLOT))
+
+
+@hot(inline="always")
+def _w(slots, s, k):
+    # NB: an unsigned index skips Numba's negative-index fix-up on every load
+    return slots[np.uint64(s * SLOT + k)]
 
 
 @hot
@@ -58,8 +64,8 @@ def find(t, k0, k1, h):
     s = h & mask
     slots = t.slots
     while True:
-        w = slots[s * SLOT + 1]
-        if w == tag and slots[s * SLOT] == k0:
+        w = _w(slots, s, 1)
+        if w == tag and _w(slots, s, 0) == k0:
             return s
         if w == 0:
             return -1
@@ -78,8 +84,8 @@ def find_or_add(t, k0, k1, h, value):
     s = h & mask
     slots = t.slots
     while True:
-        w = slots[s * SLOT + 1]
-        if w == tag and slots[s * SLOT] == k0:
+        w = _w(slots, s, 1)
+        if w == tag and _w(slots, s, 0) == k0:
             return s, False
         if w == 0:
             break
@@ -97,7 +103,7 @@ def find_or_add(t, k0, k1, h, value):
 
 @hot(inline="always")
 def value(t, s):
-    return t.slots[s * SLOT + 2]
+    return _w(t.slots, s, 2)
 
 
 @hot(inline="always")

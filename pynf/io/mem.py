@@ -25,7 +25,7 @@ import numpy as np
 from pynf import shim
 from pynf.config import DATAROOM, HEADROOM, hot
 from pynf.drops import R_OVERSIZE
-from pynf.intrinsics import rdtsc
+from pynf.intrinsics import copy, rdtsc
 
 SLOT = HEADROOM + DATAROOM
 CACHE_SIZE = 512
@@ -104,7 +104,8 @@ def cache_put(pool, cache, idx):
     if c == CACHE_SIZE:
         # NB: return the oldest half, keep the recently used (cache-hot) buffers
         shim.ring_enqueue_burst(pool.ring, cache.objs.ctypes.data, CACHE_BULK)
-        cache.objs[:CACHE_SIZE - CACHE_BULK] = cache.objs[CACHE_BULK:]
+        for k in range(CACHE_SIZE - CACHE_BULK):
+            cache.objs[k] = cache.objs[k + CACHE_BULK]
         c = CACHE_SIZE - CACHE_BULK
     cache.objs[c] = idx
     cache.count[0] = c + 1
@@ -150,9 +151,7 @@ def rx(q, pool, cache, h, b, burst, drops, ws):
             if idx < 0:
                 break           # every buffer is in flight: deliver the rest later
             off = int(idx) * SLOT + HEADROOM
-            src = q.t_off[t]
-            for k in range(q.t_copy[t]):
-                mem[off + k] = q.arena[src + k]
+            copy(mem, off, q.arena, q.t_off[t], q.t_copy[t])
             b.off[n] = off
             b.len[n] = ln
             b.in_port[n] = q.port
@@ -192,9 +191,7 @@ def tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws):
         if capture:
             r = cap.st[C_NREC]
             o = cap.st[C_NBYTES]
-            src = b.off[i]
-            for k in range(ln):
-                cap.mem[o + k] = mem[src + k]
+            copy(cap.mem, o, mem, b.off[i], ln)
             cap.rec[r, 0] = o
             cap.rec[r, 1] = ln
             cap.rec[r, 2] = rdtsc()
