@@ -8,7 +8,8 @@ mempool's memory) at `off[i]`, `len[i]` bytes long: never copied.
 Fields NFs may change (written back with incremental checksums):
     eth_dst, eth_src, src_ip, dst_ip, ttl, sport, dport
 and the verdict:
-    port    >= 0: output port;  < 0: dropped (see pynf.nf.drop)
+    port    >= 0: output port;  < 0: dropped (see pynf.nf.drop); once the
+            stage has counted a drop, port is -1 - (its reason code)
 Read-only: off, len, l3, l4, vlan, proto, frag, in_port, mem.
 `frag` is 0 (not a fragment), 1 (first fragment), 2 (non-first fragment:
 ports are 0 and there is no L4 header to write).

@@ -20,7 +20,9 @@ FRAMEWORK = (
     "tx_full",       # the output port's queue had no room
     "ring_full",     # an inter-stage ring had no room (--ring-full drop)
 )
-CODES = {name: i for i, name in enumerate(FRAMEWORK)}
+# Code 0 means "no drop" (the parser's success value), so codes start at 1.
+CODES = {name: i + 1 for i, name in enumerate(FRAMEWORK)}
+NAMES = {code: name for name, code in CODES.items()}
 R_RUNT = CODES["runt"]
 R_VLAN_STACK = CODES["vlan_stack"]
 R_NOT_IPV4 = CODES["not_ipv4"]

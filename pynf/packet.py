@@ -171,7 +171,7 @@ def parse_into(b, live, n, first, drops, want_eth):
     for i in range(n):
         code = parse_one(mem, b, i, want_eth)
         if code != 0:
-            b.port[i] = -1
+            b.port[i] = -1 - code
             drops[code] += 1
         else:
             if first:

@@ -26,7 +26,7 @@ from numba.core.errors import NumbaError
 from pynf import loops, stage as stagemod
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
-from pynf.drops import FRAMEWORK, MAX_REASONS
+from pynf.drops import MAX_REASONS, NAMES
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
 from pynf.stats import tsc_hz
@@ -287,7 +287,7 @@ class Runtime:
     # ---- results ----
 
     def reason_names(self):
-        names = {i: n for i, n in enumerate(FRAMEWORK)}
+        names = dict(NAMES)
         for ss in self.specs:
             for per_nf in stagemod.reason_codes(ss):
                 for name, code in per_nf:

@@ -42,11 +42,9 @@ def settle(b, live, m, drops, nfstat, k, base, nreasons):
             kept += 1
         else:
             r = -1 - p
-            if r < nreasons:
-                drops[base + r] += 1
-            else:
-                drops[R_BAD_VERDICT] += 1
-            b.port[i] = -1
+            code = base + r if r < nreasons else R_BAD_VERDICT
+            drops[code] += 1
+            b.port[i] = -1 - code       # from here on: the global reason
     nfstat[k, RX] += m
     nfstat[k, TX] += kept
     nfstat[k, DROPS] += m - kept

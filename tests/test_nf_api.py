@@ -1,0 +1,89 @@
+"""The NF API: the README's example, field analysis, registry errors."""
+import os
+import re
+
+import pytest
+
+import packets as P
+from conftest import ROOT
+from pynf.nf import NFError, fields_used, load, nf
+from pynf.testing import Chain, run_frames
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """The README's NF example, written to a file as a reader would."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    m = re.search(r"## Write an NF.*?```python\n(.*?)```", text, re.S)
+    assert m, "README lost its NF example"
+    path = tmp_path_factory.mktemp("readme") / "readme_counter.py"
+    path.write_text(m.group(1))
+    return str(path)
+
+
+def test_readme_example_runs(example):
+    path = example
+    frames = [P.udp(), P.tcp(), P.udp(), P.arp()]
+    res = run_frames([f"{path}:counter"], frames)
+    assert res.verdicts == [0, 0, 0, "not_ipv4"]
+    st = Chain([f"{path}:counter"]).states[0]
+    assert st.packets.sum() == 0          # a fresh chain has fresh state
+
+
+def test_readme_example_blocks_and_counts(example):
+    from pynf.context import RunContext
+    path = example
+    ch = Chain(["acl", f"{path}:counter", "l3fwd"],
+               RunContext(settings={"counter": {"block_proto": "17"}}))
+    frames = [P.udp(), P.tcp(dst="10.0.0.1"), P.tcp(dst="10.0.0.1", dport=23)]
+    verdicts, _ = ch.run(frames)
+    assert verdicts == ["blocked", "no_route", "acl"]       # acl runs first
+    st = ch.states[1]
+    assert st.packets[17] == 1 and st.packets[6] == 1 and st.bytes[6] == len(frames[1])
+
+
+def test_example_file_matches_readme(example):
+    assert open(example).read() == open(os.path.join(ROOT, "examples", "counter.py")).read()
+
+
+def test_field_analysis():
+    def f1(pkts, live, n, st):
+        for j in range(n):
+            i = live[j]
+            pkts.ttl[i] -= 1
+            pkts.port[i] = pkts.dport[i] % 2
+    r, w = fields_used(f1)
+    assert r == {"dport"} and w == {"ttl"}
+
+    def f2(pkts, live, n, st):
+        helper(pkts, live)  # noqa: F821 - the batch escapes: assume everything
+
+    r, w = fields_used(f2)
+    assert "dst_ip" in w and "eth_src" in w
+
+    def f3(pkts, live, n, st):
+        d = pkts.dst_ip     # aliased array: may be written
+        d[live[0]] = 1
+
+    assert "dst_ip" in fields_used(f3)[1]
+
+
+def test_library_nfs_declare_what_they_write():
+    assert load("acl").writes == frozenset()
+    assert load("lb").writes == {"dst_ip", "dport"}
+    assert load("l3fwd").writes == {"ttl", "eth_src", "eth_dst"}
+
+
+def test_registry_errors(tmp_path):
+    with pytest.raises(NFError, match="unknown NF 'nope'"):
+        load("nope")
+    with pytest.raises(NFError, match="snake_case"):
+        nf("Bad-Name")
+    with pytest.raises(NFError, match="must take"):
+        nf("two_args")(lambda a, b: None)
+    with pytest.raises(NFError, match="no such NF file"):
+        load(str(tmp_path / "missing.py") + ":x")
+    p = tmp_path / "empty.py"
+    p.write_text("x = 1\n")
+    with pytest.raises(NFError, match="defines no NF"):
+        load(f"{p}:x")
