@@ -96,6 +96,9 @@ def nf_compile_error(spec, err):
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = next((ln for ln in lines if not ln.startswith(("Failed in", "During:", "File", ">>>"))),
                lines[0] if lines else type(err).__name__)
+    if "Only accept returning of array" in text or "NRT required" in text:
+        msg = ("allocates memory in its hot function (NRT, Numba's allocator, is off for NF "
+               "code): preallocate the array in the NF's state")
     return f"NF {spec.name} ({where}) does not compile: {msg}"
 
 
@@ -132,6 +135,9 @@ class Runtime:
         for ss in self.specs:
             self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), ALL_KINDS)))
         first_reps = plan.stages[0].replicas
+        opts.n_workers = plan.workers
+        opts.ring_slots = sum(a.replicas * b.replicas for a, b in zip(plan.stages, plan.stages[1:])) \
+            * opts.ring_size
         self.io.open(first_reps, opts)
         # rings between consecutive stages: ring[s][u][d]
         ring_addrs = []

@@ -37,7 +37,7 @@ class Feed:
 @hot
 def _steer(b, n, nq, out):
     for i in range(n):
-        if parse_one(b.mem, b, i) == 0:
+        if parse_one(b.mem, b, i, False) == 0:
             out[i] = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nq
         else:
             out[i] = 0

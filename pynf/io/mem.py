@@ -230,8 +230,10 @@ class MemIO:
         f = self.feed
         if len(f.seqs) != nqueues:
             raise ValueError("feed built for another queue count")
-        # Buffers: per worker a full cache plus a burst in hand, plus rings.
-        self.mempool = MemPool(max(8192, 4 * nqueues * (CACHE_SIZE + 256) + 65536))
+        # Buffers: every worker's cache full plus a burst in hand, every ring
+        # full, and room to spare (as a mempool is sized for rings + bursts +
+        # in flight).
+        self.mempool = MemPool(self.pool_size(opts))
         tpb = 0.0
         if self.rate:
             tpb = self.hz / (self.rate * 1e9 / nqueues)
@@ -243,6 +245,10 @@ class MemIO:
             self.queues.append(make_queue(f.arena, f.t_off, f.t_len, f.t_copy, seq, port,
                                           passes=1 if f.once else -1, budget=budget,
                                           tsc_per_bit=tpb))
+
+    def pool_size(self, opts):
+        workers = getattr(opts, "n_workers", 1)
+        return 2 * workers * (CACHE_SIZE + 256) + getattr(opts, "ring_slots", 0) + 4096
 
     def rx_queue(self, k):
         return self.queues[k]

@@ -1,0 +1,204 @@
+"""The runtime end to end, through the CLI in this process: reports,
+conservation, pcap in/out against the reference, the corpus, replicas."""
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+
+import packets as P
+import reference as R
+from conftest import jit_only
+from pynf import cli, pcap
+
+pytestmark = jit_only
+
+
+def run(args):
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(["run", *args, "--json", "--quiet"], out, err)
+    rep = json.loads(out.getvalue()) if rc == 0 else None
+    return rc, rep, err.getvalue()
+
+
+def conserved(rep):
+    return rep["rx"] == rep["tx"] + sum(rep["drops"].values())
+
+
+def test_builtin_traffic_report():
+    rc, rep, err = run(["--rtc", "acl,lb,l3fwd", "--packets", "64000", "--flows", "512"])
+    assert rc == 0, err
+    for key in ("model", "chain", "cores", "elapsed_s", "io", "rx", "tx", "drops", "mpps", "gbps",
+                "cycles_per_packet", "nfs", "buffers_in_use"):
+        assert key in rep
+    assert rep["model"] == "rtc" and rep["chain"] == "acl,lb,l3fwd" and rep["io"] == "mem"
+    assert rep["rx"] == 64000 and conserved(rep) and rep["buffers_in_use"] == 0
+    assert set(rep["drops"]) == {"acl"}
+    assert 0.03 < rep["drops"]["acl"] / rep["rx"] < 0.10          # about 1/16 of the flows
+    assert set(rep["nfs"]) == {"acl", "lb", "l3fwd"}
+    assert rep["nfs"]["lb"]["rx"] == rep["nfs"]["acl"]["tx"]
+    assert rep["nfs"]["l3fwd"]["tx"] == rep["tx"]
+    assert all(v["cycles_per_packet"] > 0 for v in rep["nfs"].values())
+    assert rep["mpps"] > 0 and rep["gbps"] > 0
+
+
+def write_pcap(path, frames):
+    w = pcap.Writer(str(path))
+    for k, f in enumerate(frames):
+        w.write(f, 1_000_000_000 + k * 1000)
+    w.close()
+
+
+def mixed_frames(rng, n):
+    frames = []
+    for _ in range(n):
+        kind = rng.random()
+        src = f"10.0.{rng.randrange(4)}.{rng.randrange(256)}"
+        dst = rng.choice(["10.0.0.2", "10.0.0.3", "10.0.0.4", "172.16.0.9"])
+        if kind < 0.4:
+            frames.append(P.udp(src, dst, sport=rng.randrange(1, 65536), dport=rng.choice([53, 80, 23]),
+                                ttl=rng.choice([1, 2, 64]), udp_csum=rng.random() < 0.8))
+        elif kind < 0.8:
+            frames.append(P.tcp(src, dst, sport=rng.randrange(1, 65536), dport=rng.choice([80, 443, 23]),
+                                ttl=rng.choice([2, 64])))
+        elif kind < 0.9:
+            frames.append(P.eth(P.ipv4(src, dst, options=b"\x01" * 4), vlan=rng.randrange(4096)))
+        else:
+            frames.append(rng.choice([P.arp(), P.ipv6(), P.udp()[:20], P.eth(P.ipv4(src, dst, frag_off=8, df=False, payload=b"f" * 24))]))
+    return frames
+
+
+@pytest.fixture
+def files(tmp_path):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("@0.0.0.0/0 0.0.0.0/0 0 : 65535 23 : 23 0x06/0xff deny\n"
+                     "@10.0.3.0/24 0.0.0.0/0 0 : 65535 0 : 65535 0x11/0xff deny\n")
+    routes = tmp_path / "routes.txt"
+    routes.write_text("192.168.0.1 1\n192.168.0.2 2\n10.0.0.4 3\n")
+    backends = tmp_path / "backends.txt"
+    backends.write_text("192.168.0.1:8080\n192.168.0.2:8081\n")
+    return dict(rules=str(rules), routes=str(routes), backends=str(backends))
+
+
+def test_pcap_chain_matches_reference(tmp_path, files):
+    rng = random.Random(42)
+    frames = mixed_frames(rng, 3000)
+    pin, pout = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(pin, frames)
+    rc, rep, err = run(["--rtc", "acl,lb,l3fwd", "--pcap-in", str(pin), "--pcap-out", str(pout),
+                        "--acl-rules", files["rules"], "--routes", files["routes"],
+                        "--backends", files["backends"], "--tx-ports", "0,1,2,3"])
+    assert rc == 0, err
+    ref = R.ChainRef(["acl", "lb", "l3fwd"],
+                     rules=[__import__("pynf.classify", fromlist=["x"]).parse_rule(t.strip())
+                            for t in open(files["rules"])],
+                     backends=[(P.ip("192.168.0.1"), 8080), (P.ip("192.168.0.2"), 8081)],
+                     routes=[(P.ip("192.168.0.1"), 1), (P.ip("192.168.0.2"), 2), (P.ip("10.0.0.4"), 3)])
+    want, reasons = [], {}
+    for f in frames:
+        v, o = ref(f)
+        if isinstance(v, str):
+            reasons[v] = reasons.get(v, 0) + 1
+        else:
+            want.append(o)
+    got = pcap.read(str(pout))
+    assert [got.frame(i) for i in range(len(got))] == want
+    assert rep["rx"] == len(frames) and rep["tx"] == len(want) and conserved(rep)
+    assert rep["drops"] == dict(sorted(reasons.items()))
+    assert all(P.checksums_ok(f) for f in want)
+    if shutil.which("tcpdump"):
+        r = subprocess.run(["tcpdump", "-nn", "-vv", "-r", str(pout)], capture_output=True, text=True)
+        assert r.returncode == 0
+        assert "bad cksum" not in r.stdout and "incorrect" not in r.stdout
+        assert len([ln for ln in r.stdout.splitlines() if ln[:2].isdigit()]) == len(want)
+
+
+def test_corpus_conservation(corpus_files):
+    bad = []
+    for path in corpus_files:
+        rc, rep, err = run(["--rtc", "acl,lb,l3fwd", "--pcap-in", path])
+        if rc != 0 or not conserved(rep) or rep["rx"] != len(pcap.read(path)) or rep["buffers_in_use"]:
+            bad.append((os.path.basename(path), rc, err.strip()[:200], rep and (rep["rx"], rep["tx"], rep["drops"])))
+    assert not bad, bad
+    assert len(corpus_files) >= 400
+
+
+def test_two_replicas_split_flows():
+    from pynf.context import RunContext
+    from pynf.io import feed
+    from pynf.io.mem import MemIO
+    from pynf.plan import parse
+    from pynf.runtime import Options, Runtime
+    from pynf.stats import report, tsc_hz
+    from pynf import table
+    plan = parse(rtc="acl,lb,l3fwd", cores=2)
+    opts = Options(packets=40000, cores=[0, 1])
+    rt = Runtime(plan, RunContext(flows=300), opts,
+                 io=MemIO(feed.builtin(300, 64, 1, 2), opts.tx_ports, budget=40000, hz=tsc_hz()))
+    rt.build()
+    rt.compile()
+    rt.run()
+    rep = report(rt)
+    assert conserved(rep) and rep["rx"] == 40000 and rep["buffers_in_use"] == 0
+    keys = []
+    for w in rt.workers:
+        t = w.states[1].flows
+        used = t.slots.reshape(-1, table.SLOT)
+        used = used[used[:, 1] != 0]
+        keys.append({(int(a), int(b)) for a, b in used[:, :2]})
+        assert w.ws[0] > 0                      # both replicas got traffic
+    assert keys[0] and keys[1] and not (keys[0] & keys[1])
+    assert len(keys[0] | keys[1]) == 300 - 300 // 16 - (1 if 300 % 16 > 7 else 0)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--rtc", "acl,nope"], "unknown NF 'nope'"),
+    (["--rtc", "acl", "--frame-size", "20"], "--frame-size"),
+    (["--rtc", "acl", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--rtc", "acl", "--pl", "lb"], "exactly one of"),
+    (["--rtc", "lb", "--set", "lb.capacity=zero"], "--set lb.capacity=zero"),
+    (["--rtc", "lb", "--set", "lb.nothing=1"], "no such setting"),
+    (["--rtc", "acl", "--pcap-in", "/nonexistent.pcap"], "/nonexistent.pcap: no such file"),
+])
+def test_bad_usage_exits_2_with_one_line(args, msg):
+    rc, _, err = run(args)
+    assert rc == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_files_exit_2_naming_file_and_line(tmp_path):
+    cases = {
+        "--acl-rules": "@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xff\n@1.2.3/8 0.0.0.0/0 0 : 1 0 : 1 6/255\n",
+        "--routes": "10.0.0.1 1\n10.0.0.x 2\n",
+        "--backends": "10.0.0.1:80\n10.0.0.2\n",
+    }
+    for flag, text in cases.items():
+        p = tmp_path / (flag.strip("-") + ".txt")
+        p.write_text(text)
+        rc, _, err = run(["--rtc", "acl,lb,l3fwd", flag, str(p), "--packets", "10"])
+        assert rc == 2 and err.startswith(f"{p}:2: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_not_a_pcap_exits_2_naming_file(tmp_path):
+    p = tmp_path / "junk.pcap"
+    p.write_bytes(b"this is not a capture file at all")
+    rc, _, err = run(["--rtc", "acl", "--pcap-in", str(p)])
+    assert rc == 2 and str(p) in err and "not a pcap" in err
+
+
+def test_nf_that_does_not_compile_is_named(tmp_path):
+    p = tmp_path / "broken.py"
+    p.write_text("from pynf.nf import nf\n\n@nf('broken')\ndef broken(pkts, live, n, st):\n"
+                 "    for j in range(n):\n        pkts.port[live[j]] = 'a string'\n")
+    rc, _, err = run(["--rtc", f"acl,{p}:broken", "--packets", "10"])
+    assert rc == 2 and "NF broken" in err and f"{p}:" in err, err
+
+
+def test_nf_that_allocates_is_refused(tmp_path):
+    p = tmp_path / "alloc.py"
+    p.write_text("import numpy as np\nfrom pynf.nf import nf\n\n@nf('alloc')\ndef alloc(pkts, live, n, st):\n"
+                 "    tmp = np.zeros(n)\n    pkts.port[0] = int(tmp.sum())\n")
+    rc, _, err = run(["--rtc", f"{p}:alloc", "--packets", "10"])
+    assert rc == 2 and "NF alloc" in err and "NRT" in err, err
