@@ -292,12 +292,12 @@ class Runtime:
 
     # ---- results ----
 
-    def reason_names(self):
+    def reason_names(self, stage):
+        """Drop code -> reason name in a stage (NF codes are per stage)."""
         names = dict(NAMES)
-        for ss in self.specs:
-            for per_nf in stagemod.reason_codes(ss):
-                for name, code in per_nf:
-                    names[code] = name
+        for per_nf in stagemod.reason_codes(self.specs[stage]):
+            for name, code in per_nf:
+                names[code] = name
         return names
 
     def totals(self):

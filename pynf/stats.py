@@ -1,6 +1,8 @@
 """TSC calibration and the run report (the --json contract of DESIGN.md)."""
 import time
 
+import numpy as np
+
 from pynf.traffic import FCS, WIRE_OVERHEAD
 
 _HZ = None
@@ -28,9 +30,9 @@ def _cpp(cycles, packets):
 
 def report(rt):
     """The final report of a finished Runtime as a dict."""
-    names = rt.reason_names()
     drops = {}
     for w in rt.workers:
+        names = rt.reason_names(w.stage)
         for code in w.drops.nonzero()[0]:
             n = names.get(int(code), f"reason_{code}")
             drops[n] = drops.get(n, 0) + int(w.drops[code])
@@ -79,7 +81,7 @@ def report(rt):
                           "fill_mean": round(tot / polls, 2) if polls else 0.0, "fill_max": mx})
     ports = {}
     for w in rt.workers:
-        for p in w.txstat.nonzero()[0]:
+        for p in np.nonzero(w.txstat[:, 0])[0]:
             ports[int(p)] = ports.get(int(p), 0) + int(w.txstat[p, 0])
     ports = {str(p): {"tx": ports[p]} for p in sorted(ports)}
     out = {
