@@ -11,7 +11,9 @@ incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). A UDP checksum of
 0 means "none" (RFC 768) and stays 0; a computed 0 is sent as 0xFFFF.
 """
 from pynf.config import META_OFF, hot
-from pynf.intrinsics import ld8, ld16, ld32, st8, st16, st32
+import numpy as np
+
+from pynf.intrinsics import ld8, ld16, ld32, prefetch, st8, st16, st32
 from pynf.drops import (R_IP_IHL, R_IP_LEN, R_IP_TRUNCATED, R_IP_VERSION, R_L4_TRUNCATED,
                         R_NOT_IPV4, R_RUNT, R_TCP_DOFF, R_VLAN_STACK)
 
@@ -120,28 +122,24 @@ def parse_one(mem, b, i, want_eth):
     fragw = ld16(mem, p + 6)
     proto = ld8(mem, p + 9)
     l4 = l3 + ihl
-    sport = 0
-    dport = 0
-    frag = 0
-    if (fragw & 0x1FFF) != 0:
-        frag = 2
-    else:
-        if (fragw & 0x2000) != 0:
-            frag = 1
-        paylen = tot - ihl
-        if proto == PROTO_TCP:
-            if paylen < 20:
-                return R_L4_TRUNCATED
-            doff = (ld8(mem, o + l4 + 12) >> 4) * 4
-            if doff < 20 or doff > paylen:
-                return R_TCP_DOFF
-            sport = ld16(mem, o + l4)
-            dport = ld16(mem, o + l4 + 2)
-        elif proto == PROTO_UDP:
-            if paylen < 8:
-                return R_L4_TRUNCATED
-            sport = ld16(mem, o + l4)
-            dport = ld16(mem, o + l4 + 2)
+    # NB: written with & | and conditional expressions, not if/else, so
+    # that LLVM emits selects: a TCP/UDP mix makes `if proto == TCP` a coin
+    # toss for the branch predictor, about 15 cycles a miss. The L4 bytes
+    # are read whether or not they are used; they lie inside the buffer
+    # (at most 94 bytes into it), never past it.
+    nonfirst = (fragw & 0x1FFF) != 0
+    frag = 2 if nonfirst else (1 if (fragw & 0x2000) != 0 else 0)
+    paylen = tot - ihl
+    is_tcp = proto == PROTO_TCP
+    has_l4 = (is_tcp | (proto == PROTO_UDP)) & (not nonfirst)
+    if has_l4 & (paylen < (20 if is_tcp else 8)):
+        return R_L4_TRUNCATED
+    doff = (ld8(mem, o + l4 + 12) >> 4) * 4
+    if has_l4 & is_tcp & ((doff < 20) | (doff > paylen)):
+        return R_TCP_DOFF
+    ports = ld32(mem, o + l4) if has_l4 else 0
+    sport = ports >> 16
+    dport = ports & 0xFFFF
     b.l3[i] = l3
     b.l4[i] = l4
     b.vlan[i] = vlan
@@ -167,6 +165,10 @@ def parse_into(b, live, n, first, drops, want_eth):
     stage left in the packet's headroom. Returns the number of live packets.
     """
     mem = b.mem
+    # Start loading every packet's first line: a burst's misses overlap
+    # instead of each packet waiting for its own (DPDK's l3fwd does the same).
+    for i in range(n):
+        prefetch(mem, np.uint64(b.off[i]))
     m = 0
     for i in range(n):
         code = parse_one(mem, b, i, want_eth)
@@ -251,6 +253,7 @@ def writeback_one(mem, b, i, w_eth, w_ttl, w_src, w_dst, w_sport, w_dport):
     if b.frag[i] == 2 or (proto != PROTO_TCP and proto != PROTO_UDP):
         return
     q = o + b.l4[i]
+    is_udp = proto == PROTO_UDP
     if w_sport:
         old = ld16(mem, q)
         new = int(b.sport[i])
@@ -264,13 +267,11 @@ def writeback_one(mem, b, i, w_eth, w_ttl, w_src, w_dst, w_sport, w_dport):
             l4d += csum_delta16(old, new)
             st16(mem, q + 2, new)
     if l4d != 0:
-        if proto == PROTO_TCP:
-            st16(mem, q + 16, csum_apply(ld16(mem, q + 16), l4d))
-        else:
-            ck = ld16(mem, q + 6)
-            if ck != 0:
-                ck = csum_apply(ck, l4d)
-                st16(mem, q + 6, 0xFFFF if ck == 0 else ck)
+        ckp = q + (6 if is_udp else 16)         # a select, not a branch (see parse_one)
+        ck = ld16(mem, ckp)
+        if not (is_udp & (ck == 0)):            # UDP checksum 0: none, stays 0
+            ck = csum_apply(ck, l4d)
+            st16(mem, ckp, 0xFFFF if (is_udp & (ck == 0)) else ck)
 
 
 @hot

@@ -29,7 +29,7 @@ from pynf.config import BURST_MAX, NO_JIT
 from pynf.drops import MAX_REASONS, NAMES
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
-from pynf.stats import tsc_hz
+from pynf.stats import process_age, tsc_hz
 
 SLICE_S = 0.005          # a worker returns to Python this often
 ALL_KINDS = [("mem", "mem"), ("mem", "ring"), ("ring", "ring"), ("ring", "mem")]
@@ -116,6 +116,7 @@ class Runtime:
         self.capture_lock = threading.Lock()
         self.writer = None
         self.elapsed = 0.0
+        self.startup_s = None
 
     # ---- set-up ----
 
@@ -266,6 +267,7 @@ class Runtime:
         t0 = time.perf_counter()
         for t in threads:
             t.start()
+        self.startup_s = process_age()
         try:
             while any(t.is_alive() for t in threads):
                 for t in threads:

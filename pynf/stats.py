@@ -1,4 +1,5 @@
 """TSC calibration and the run report (the --json contract of DESIGN.md)."""
+import os
 import time
 
 import numpy as np
@@ -22,6 +23,18 @@ def tsc_hz():
             best = hz if best is None else max(best, hz)
         _HZ = best
     return _HZ
+
+
+def process_age():
+    """Seconds since this process started (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return up - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpp(cycles, packets):
@@ -107,6 +120,7 @@ def report(rt):
         "rings": rings,
         "ports": ports,
         "burst": rt.opts.burst,
+        "startup_s": None if rt.startup_s is None else round(rt.startup_s, 3),
     }
     out.update(rt.io.report_extra(rt))
     return out
