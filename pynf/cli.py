@@ -47,7 +47,7 @@ def build_parser():
     r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
     r.add_argument("--pcap-out", metavar="FILE", help="write every transmitted packet here")
     r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
-    r.add_argument("--tx-ports", default="0,1", metavar="P,P", help="NF port k -> tx port list[k %% len] (0,1)")
+    r.add_argument("--tx-ports", metavar="P,P", help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
     r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
     r.add_argument("--routes", metavar="FILE", help="'<ipv4> <port>' lines for l3fwd")
     r.add_argument("--backends", metavar="FILE", help="'ip:port' lines for lb")
@@ -105,7 +105,7 @@ def cmd_run(a, out, err):
 
     settings = _check(a)
     rx_ports = _int_list(a.rx_ports, "--rx-ports")
-    tx_ports = _int_list(a.tx_ports, "--tx-ports")
+    tx_ports = _int_list(a.tx_ports or "0,1", "--tx-ports")
     cpus = sorted(os.sched_getaffinity(0))
     plan = planmod.parse(a.rtc, a.pl, a.stages, a.replicas, a.cores if a.rtc else None)
     for name in settings:
@@ -140,7 +140,7 @@ def cmd_run(a, out, err):
         signal.signal(signal.SIGTERM, prev)
         if status:
             status.close()
-        io.close()
+        rt.close()
     rep = report(rt)
     if a.json:
         out.write(json.dumps(rep) + "\n")
@@ -150,19 +150,34 @@ def cmd_run(a, out, err):
 
 
 def _make_io(a, plan, opts, err):
+    from pynf.io import dpdk as dpdkmod
     from pynf.io import feed as feedmod
     from pynf.io.mem import MemIO
     from pynf.stats import tsc_hz
     from pynf.ui import say
-    if a.io == "dpdk":
-        raise RuntimeFailure("--io dpdk: the DPDK backend is not built in this version")
+    io_kind = a.io
+    if io_kind is None:
+        io_kind = "dpdk" if dpdkmod.available() else "mem"
+        if io_kind == "mem":
+            say(err, f"pynf: in-memory I/O: {dpdkmod.why_unavailable()}")
+    elif io_kind == "dpdk" and not dpdkmod.available():
+        raise RuntimeFailure(f"--io dpdk: {dpdkmod.why_unavailable()}; --io mem runs without it")
+    if a.eal and io_kind != "dpdk":
+        raise UsageError("EAL arguments (after --) need --io dpdk")
+    if a.eal and a.pcap_in:
+        raise UsageError("--pcap-in with EAL arguments: give the pcap as a --vdev=net_pcap0,rx_pcap=FILE instead")
     nq = plan.stages[0].replicas
+    f = None
     if a.pcap_in:
         once = a.duration is None and a.packets is None
         f = feedmod.from_pcap(a.pcap_in, nq, once)
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
-    else:
+    elif not a.eal:
         f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
+    if io_kind == "dpdk":
+        if a.rate:
+            raise UsageError("--rate paces the in-memory NIC only (use --io mem)")
+        return dpdkmod.DpdkIO(f, opts, say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None)
     return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz())
 
 

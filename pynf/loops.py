@@ -18,6 +18,9 @@ from pynf import shim as _shim
 from pynf.io import mem as _mem
 from pynf.io import ring as _ring
 '''
+HEADER_DPDK = '''
+from pynf.io import dpdk_kernels as _dk
+'''
 
 # {name}, {rx}, {done}, {tx}, {states}
 LOOP = '''
@@ -52,18 +55,28 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
             return 0
 '''
 
+# "mem": the in-memory NIC; "ring": shim rings of buffer indices;
+# "dpdk": ethdev queues; "dring": rte_rings of mbufs.
 RX = {
     "mem": "_mem.rx(src, pool, cache, h, b, burst, drops, ws)",
     "ring": "_ring.rx_mem(src, pool, h, b, burst, ws)",
+    "dpdk": "_dk.rx(src, pool.base, h, b, burst, drops, ws)",
+    "dring": "_dk.ring_rx(src, pool.base, h, b, burst, ws)",
 }
 DONE = {
     "mem": "src.st[3] != 0",
     "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)",
+    "dpdk": "src.st[3] != 0",
+    "dring": "upstream_done[0] != 0 and _dk.rings_empty(src)",
 }
 TX = {
     "mem": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws)",
     "ring": "_ring.tx_ring(b, live, m, n, h, dst, pool, cache, drops, ws)",
+    "dpdk": "_dk.tx(b, live, m, n, h, dst, txmap, txstat, drops, ws)",
+    "dring": "_dk.ring_tx(b, live, m, n, h, dst, drops, ws, cache)",
 }
+MEM_KINDS = [("mem", "mem"), ("mem", "ring"), ("ring", "ring"), ("ring", "mem")]
+DPDK_KINDS = [("dpdk", "dpdk"), ("dpdk", "dring"), ("dring", "dring"), ("dring", "dpdk")]
 
 
 def loop_name(rx, tx):
@@ -74,6 +87,8 @@ def generate(nstates, kinds):
     """Source of the loops for each (rx kind, tx kind) in `kinds`."""
     states = "".join(f", st{j}" for j in range(nstates))
     out = [HEADER]
+    if any("dpdk" in k or "dring" in k for k in kinds):
+        out.append(HEADER_DPDK)
     for rx, tx in sorted(set(kinds)):
         out.append(LOOP.format(name=loop_name(rx, tx), rx=RX[rx], done=DONE[rx], tx=TX[tx],
                                states=states))

@@ -32,7 +32,6 @@ from pynf.nf import NFError, load
 from pynf.stats import process_age, tsc_hz
 
 SLICE_S = 0.005          # a worker returns to Python this often
-ALL_KINDS = [("mem", "mem"), ("mem", "ring"), ("ring", "ring"), ("ring", "mem")]
 
 
 @dataclass
@@ -128,18 +127,18 @@ class Runtime:
     def build(self):
         if NO_JIT:
             raise RuntimeFailure("the runtime needs the Numba JIT (unset NUMBA_DISABLE_JIT)")
-        from pynf.io import ring as ringmod
-        from pynf.shim import Ring
-        plan, opts = self.plan, self.opts
+        plan, opts, io = self.plan, self.opts, self.io
         cores = self.cores()
+        kinds = loops.DPDK_KINDS if io.name == "dpdk" else loops.MEM_KINDS
         self.modules = []
         for ss in self.specs:
-            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), ALL_KINDS)))
+            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds)))
         first_reps = plan.stages[0].replicas
         opts.n_workers = plan.workers
+        opts.n_tx_queues = plan.stages[-1].replicas
         opts.ring_slots = sum(a.replicas * b.replicas for a, b in zip(plan.stages, plan.stages[1:])) \
             * opts.ring_size
-        self.io.open(first_reps, opts)
+        io.open(first_reps, opts)
         # rings between consecutive stages: ring[s][u][d]
         ring_addrs = []
         for s in range(len(plan.stages) - 1):
@@ -147,7 +146,7 @@ class Runtime:
             grid = [[None] * down for _ in range(up)]
             for u in range(up):
                 for d in range(down):
-                    r = Ring(opts.ring_size, single_producer=True, single_consumer=True)
+                    r = io.make_ring(opts.ring_size)
                     grid[u][d] = r
                     self.rings.append((s, u, d, r))
             ring_addrs.append(grid)
@@ -156,26 +155,27 @@ class Runtime:
         last = len(plan.stages) - 1
         for s, sp in enumerate(plan.stages):
             for r in range(sp.replicas):
-                rx = "mem" if s == 0 else "ring"
-                tx = "mem" if s == last else "ring"
+                rx = io.kinds["rx"] if s == 0 else io.kinds["ring"]
+                tx = io.kinds["tx"] if s == last else io.kinds["ring"]
                 w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))
                 k += 1
                 w.ws = np.zeros(16, dtype=np.int64)
                 w.drops = np.zeros(MAX_REASONS, dtype=np.int64)
                 w.nfstat = np.zeros((len(self.specs[s]) + 1, stagemod.NFSTAT_COLS), dtype=np.int64)
-                w.txstat = np.zeros((max(opts.tx_ports) + 1, 2), dtype=np.int64)
+                w.txstat = np.zeros((max(list(opts.tx_ports) + list(getattr(io, "tx_ports", []))) + 1, 2),
+                                    dtype=np.int64)
                 w.cache = self.io.make_cache()
                 w.cap = self.io.make_capture(opts.pcap_out is not None and s == last)
-                w.src = self.io.rx_queue(r) if s == 0 else \
-                    ringmod.make_ring_in([ring_addrs[s - 1][u][r].addr for u in range(plan.stages[s - 1].replicas)])
-                w.dst = ringmod.make_ring_out([ring_addrs[s][r][d].addr for d in range(plan.stages[s + 1].replicas)],
-                                              policy) if s != last else ringmod.make_ring_out([], policy)
+                w.src = io.rx_queue(r) if s == 0 else \
+                    io.ring_in([ring_addrs[s - 1][u][r] for u in range(plan.stages[s - 1].replicas)])
+                w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].replicas)],
+                                    policy) if s != last else io.tx_queue(r)
                 w.upstream_done = np.zeros(1, dtype=np.int64)
                 w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
                 w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
-                          self.io.pool(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
+                          io.pool_arg(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
                           w.nfstat, np.uint64(0), np.int64(opts.burst), s == 0, w.upstream_done,
                           *w.states]
                 self.workers.append(w)
@@ -232,6 +232,7 @@ class Runtime:
         finally:
             self._flush_capture(w)
             self.io.cache_flush(w.cache)
+            self.io.thread_exit()
             self._exit(w)
 
     def _exit(self, w):
@@ -291,6 +292,14 @@ class Runtime:
 
     def request_stop(self):
         self.stop_input.set()
+
+    def close(self):
+        """Release rings and the I/O backend (ports, pools)."""
+        self.io.close()
+        for _, _, _, r in self.rings:
+            close = getattr(r, "close", None)
+            if close:
+                close()
 
     # ---- results ----
 

@@ -215,6 +215,7 @@ class MemIO:
     """The in-memory NIC as the runtime sees it (cold code)."""
 
     name = "mem"
+    kinds = {"rx": "mem", "tx": "mem", "ring": "ring"}
 
     def __init__(self, feed, tx_ports, budget=None, rate_gbps=None, hz=None):
         self.feed = feed
@@ -256,8 +257,26 @@ class MemIO:
     def mem(self):
         return self.mempool.mem
 
-    def pool(self):
+    def pool_arg(self):
         return self.mempool.pool
+
+    def tx_queue(self, k):
+        from pynf.io.ring import make_ring_out
+        return make_ring_out([], 0)
+
+    def make_ring(self, size):
+        return shim.Ring(size, single_producer=True, single_consumer=True)
+
+    def ring_in(self, rings):
+        from pynf.io.ring import make_ring_in
+        return make_ring_in([r.addr for r in rings])
+
+    def ring_out(self, rings, policy):
+        from pynf.io.ring import make_ring_out
+        return make_ring_out([r.addr for r in rings], policy)
+
+    def thread_exit(self):
+        pass
 
     def make_cache(self):
         c = make_cache()

@@ -1,0 +1,356 @@
+"""DPDK I/O: ethdev ports through the shim, mbufs straight into the stage.
+
+With EAL arguments (`pynf run ... -- EAL ARGS`) they go to rte_eal_init
+unchanged and the ports are whatever the EAL created (NICs, net_pcap,
+net_null, net_ring, net_memif, net_af_packet, net_tap). Without, pynf needs
+neither a NIC nor hugepages: it starts the EAL with --no-huge --no-pci and
+attaches virtual devices itself:
+
+- receive: one net_pcap device with one rx_pcap stream (= queue) per
+  first-stage replica. The built-in traffic (or --pcap-in) is written into
+  those per-queue files split by a hash of the 5-tuple, so a flow always
+  reaches the same replica: net_pcap has no RSS, so the split is done in
+  software when the files are written. Replayed in a loop (infinite_rx)
+  unless a --pcap-in is to be replayed once.
+- transmit: one net_null device per --tx-ports entry, or with --pcap-out one
+  net_pcap device with one tx_pcap stream per last-stage replica; the
+  streams are merged by timestamp into the --pcap-out file at the end.
+
+NF output port k goes to tx port list[k % len]. Every worker gets its own
+rx queue on each rx port and its own tx queue on each tx port (queue =
+replica index), so no queue is shared between cores.
+"""
+import ctypes
+import os
+import tempfile
+
+import numpy as np
+
+from pynf import pcap, shim
+from pynf.errors import RuntimeFailure, UsageError
+from pynf.io import dpdk_kernels as dk
+from pynf.io.ring import make_ring_in, make_ring_out
+
+_EAL = {"args": None}
+MBUF_CACHE = 256
+RX_DESC = 1024
+TX_DESC = 1024
+
+
+def available():
+    return shim.DPDK_MISSING is None
+
+
+def why_unavailable():
+    if shim.DPDK_MISSING is None:
+        return None
+    return ("the DPDK shim is not built (DPDK not found by pkg-config when pynf was installed; "
+            "install libdpdk-dev and pkg-config, then `pip install -e .`)")
+
+
+def eal_init(args):
+    """Start the EAL once per process; later runs must ask for the same."""
+    if _EAL["args"] is not None:
+        if args != _EAL["args"]:
+            raise UsageError("the EAL is already running in this process with other arguments")
+        return False
+    lib, ffi = shim.dpdk, shim.dffi
+    affinity = os.sched_getaffinity(0)
+    argv = [ffi.new("char[]", a.encode()) for a in ["pynf", *args]]
+    ret = lib.pynf_eal_init(len(argv), ffi.new("char *[]", argv))
+    # NB: the EAL pins the calling thread to its main lcore; the workers
+    # (threads created later) would inherit that one core.
+    os.sched_setaffinity(0, affinity)
+    if ret < 0:
+        raise RuntimeFailure(f"EAL init failed: {ffi.string(lib.pynf_strerror(ret)).decode()} "
+                             f"(EAL arguments: {' '.join(args)})")
+    _EAL["args"] = list(args)
+    return True
+
+
+def _err(ret):
+    return shim.dffi.string(shim.dpdk.pynf_strerror(ret)).decode()
+
+
+class DpdkPool:
+    """A pktmbuf pool and the numpy view of its memory the stage indexes."""
+
+    _seq = 0
+
+    def __init__(self, n, socket):
+        DpdkPool._seq += 1
+        self.name = f"pynf_pool{os.getpid()}_{DpdkPool._seq}"
+        self.n = n
+        self.ptr = shim.dpdk.pynf_pool_create(self.name.encode(), n, MBUF_CACHE, socket)
+        if self.ptr == shim.dffi.NULL:
+            raise RuntimeFailure(f"cannot create a mempool of {n} mbufs: not enough DPDK memory "
+                                 "(raise -m, or free hugepages)")
+        lo, hi = shim.dffi.new("uint64_t *"), shim.dffi.new("uint64_t *")
+        if shim.dpdk.pynf_pool_span(self.ptr, lo, hi) < 0:
+            raise RuntimeFailure("mempool has no memory")
+        self.base = int(lo[0])
+        size = int(hi[0]) - self.base
+        self.mem = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(self.base))
+        self.view = dk.PoolView(self.mem, np.uint64(self.base))
+
+    def in_use(self):
+        return shim.dpdk.pynf_pool_in_use(self.ptr)
+
+    def free(self):
+        if self.ptr is not None:
+            shim.dpdk.pynf_pool_free(self.ptr)
+            self.ptr = None
+
+
+class DpdkIO:
+    name = "dpdk"
+
+    def __init__(self, feed, opts, say=lambda s: None, tx_ports_given=False):
+        if not available():
+            raise RuntimeFailure(f"--io dpdk: {why_unavailable()}")
+        self.feed, self.opts, self.say = feed, opts, say
+        self.tx_ports_given = tx_ports_given
+        self.user_eal = bool(opts.eal_args)
+        self.probed = []             # ports pynf attached (removed at close)
+        self.tmp = None
+        self.pool = None
+        self.queues = []
+        self.stats0 = {}
+
+    # -- set-up --
+
+    kinds = {"rx": "dpdk", "tx": "dpdk", "ring": "dring"}
+
+    def open(self, nq, opts):
+        lib = shim.dpdk
+        ntx = opts.n_tx_queues
+        if self.user_eal:
+            eal_init(list(opts.eal_args))
+            ports = self._ports()
+            if not ports:
+                raise RuntimeFailure("the EAL created no ethdev ports (give --vdev=... or a NIC's PCI address)")
+            rx = list(opts.rx_ports)
+            tx = list(opts.tx_ports) if self.tx_ports_given else ([p for p in ports if p not in rx] or rx)
+            for p in rx + tx:
+                if p not in ports:
+                    raise UsageError(f"--rx-ports/--tx-ports: no ethdev port {p} (ports: {ports})")
+            expected = [-1] * nq
+        else:
+            rx, tx, expected = self._attach_vdevs(nq, ntx, opts)
+        self.rx_ports, self.tx_ports = rx, tx
+        infos = {p: self._info(p) for p in set(rx + tx)}
+        socket = max(infos[rx[0]]["socket"], 0)
+        in_flight = sum(self.rx_ring_mbufs.values()) if hasattr(self, "rx_ring_mbufs") else 0
+        n = (len(set(rx)) * nq * RX_DESC + len(set(tx)) * ntx * TX_DESC + in_flight
+             + (opts.ring_slots or 0) + (opts.n_workers + 1) * (MBUF_CACHE * 2 + 512) + 4096)
+        self.pool = DpdkPool(n, socket)
+        for p in sorted(set(rx + tx)):
+            nrx = nq if p in rx else 0
+            ntxq = ntx if p in tx else 0
+            if nrx > infos[p]["max_rx"] or ntxq > infos[p]["max_tx"]:
+                raise RuntimeFailure(f"port {p} ({infos[p]['name']}) has {infos[p]['max_rx']} rx / "
+                                     f"{infos[p]['max_tx']} tx queues; {nrx} / {ntxq} needed")
+            ret = lib.pynf_port_setup(p, nrx, ntxq, RX_DESC, TX_DESC, self.pool.ptr, 1)
+            if ret < 0:
+                raise RuntimeFailure(f"port {p} ({infos[p]['name']}) cannot be configured: {_err(ret)}")
+            self.stats0[p] = self.port_stats(p)
+        rss = {p: infos[p]["rss"] and nq > 1 for p in rx}
+        self.txmap = np.arange(len(tx), dtype=np.int32)
+        self.say(self._describe(infos, nq, ntx, rss))
+        for k in range(nq):
+            budget = -1
+            if opts.packets is not None:
+                budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
+            self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k]))
+
+    def _ports(self):
+        out, p = [], shim.dpdk.pynf_port_next(-1)
+        while p >= 0:
+            out.append(p)
+            p = shim.dpdk.pynf_port_next(p)
+        return out
+
+    def _info(self, p):
+        ffi = shim.dffi
+        info = ffi.new("pynf_port_info *")
+        ret = shim.dpdk.pynf_port_info_get(p, info)
+        if ret < 0:
+            raise RuntimeFailure(f"port {p}: {_err(ret)}")
+        return dict(name=ffi.string(info.name).decode(), driver=ffi.string(info.driver).decode(),
+                    max_rx=info.max_rx_queues, max_tx=info.max_tx_queues, socket=info.socket,
+                    rss=info.rss_offloads != 0)
+
+    def _attach_vdevs(self, nq, ntx, opts):
+        mb = self._memory_mb(opts)
+        eal_init(["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry",
+                  "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"])
+        self.tmp = tempfile.TemporaryDirectory(prefix="pynf-dpdk-")
+        tag = f"{os.getpid()}_{DpdkPool._seq + 1}"
+        files, expected = self._write_queue_files(nq)
+        loop = not self.feed.once
+        self.rx_ring_mbufs = {0: sum(expected) if loop else 0}
+        rxdev = f"net_pcap_rx{tag}," + ",".join(f"rx_pcap={f}" for f in files) + (",infinite_rx=1" if loop else "")
+        rx = [self._probe(rxdev)]
+        if opts.pcap_out:
+            self.tx_files = [os.path.join(self.tmp.name, f"tx{k}.pcap") for k in range(ntx)]
+            tx = [self._probe(f"net_pcap_tx{tag}," + ",".join(f"tx_pcap={f}" for f in self.tx_files))]
+        else:
+            self.tx_files = None
+            tx = [self._probe(f"net_null_tx{tag}_{k}") for k in range(len(opts.tx_ports))]
+        return rx, tx, ([-1] * nq if loop else expected)
+
+    def _memory_mb(self, opts):
+        frames = self.feed.frames if self.feed.once else sum(len(s) for s in self.feed.seqs)
+        mbufs = frames + opts.n_workers * 4096 + (opts.ring_slots or 0) + 65536
+        return max(512, int(mbufs * 2.5 / 1024) + 256)     # 2.3 KiB per mbuf, plus the EAL's own
+
+    def _probe(self, devargs):
+        ret = shim.dpdk.pynf_dev_probe(devargs.encode())
+        if ret < 0:
+            raise RuntimeFailure(f"cannot attach {devargs.split(',')[0]}: {_err(ret)}")
+        name = devargs.split(",")[0]
+        port = shim.dpdk.pynf_port_by_name(name.encode())
+        if port < 0:
+            raise RuntimeFailure(f"{name}: attached but no port: {_err(port)}")
+        self.probed.append(port)
+        return port
+
+    def _write_queue_files(self, nq):
+        f = self.feed
+        files, counts = [], []
+        for k, seq in enumerate(f.seqs):
+            path = os.path.join(self.tmp.name, f"rx{k}.pcap")
+            w = pcap.Writer(path)
+            if len(seq):
+                full = f.t_copy[seq] >= f.t_len[seq]
+                pad = np.zeros(int(f.t_len.max()), dtype=np.uint8)
+                for t in seq.tolist():
+                    o, ln, c = int(f.t_off[t]), int(f.t_len[t]), int(f.t_copy[t])
+                    frame = f.arena[o:o + c].tobytes() + (b"" if c >= ln else pad[:ln - c].tobytes())
+                    w.write(frame, 0)
+                del full
+            w.close()
+            files.append(path)
+            counts.append(len(seq))
+        return files, counts
+
+    def _describe(self, infos, nq, ntx, rss):
+        def port(p):
+            i = infos[p]
+            return f"{p} ({i['name']}, {i['driver']})"
+        rx = ", ".join(port(p) for p in self.rx_ports)
+        tx = ", ".join(port(p) for p in self.tx_ports)
+        if nq == 1:
+            steer = "one rx queue"
+        elif all(rss.values()):
+            steer = f"{nq} rx queues, flows spread by the port's RSS"
+        elif self.user_eal:
+            steer = (f"{nq} rx queues on ports without RSS: each replica polls its own queue; "
+                     "flows are only kept on one replica if the device spreads them that way")
+        else:
+            steer = f"{nq} rx queues, flows split by 5-tuple hash into per-queue pcap streams (net_pcap has no RSS)"
+        mapping = ", ".join(f"NF port k%{len(self.tx_ports)}={k} -> port {p}" for k, p in enumerate(self.tx_ports))
+        eal = " ".join(_EAL["args"] or [])
+        return f"pynf: DPDK (EAL {eal}): rx {rx}; tx {tx}; {steer}; {mapping}"
+
+    # -- what the runtime asks for --
+
+    def rx_queue(self, k):
+        return self.queues[k]
+
+    def tx_queue(self, k):
+        return dk.make_tx(self.tx_ports, k)
+
+    def mem(self):
+        return self.pool.mem
+
+    def pool_arg(self):
+        return self.pool.view
+
+    def make_cache(self):
+        return np.zeros(256, dtype=np.uint64)       # scratch for bulk frees
+
+    def make_capture(self, on):
+        from pynf.io.mem import make_capture
+        return make_capture(1, 1)                   # --pcap-out goes through net_pcap
+
+    def cache_flush(self, cache):
+        pass
+
+    def thread_init(self):
+        if shim.dpdk.pynf_thread_register() < 0:
+            pass                                    # works without a cache, only slower
+
+    def thread_exit(self):
+        shim.dpdk.pynf_thread_unregister()
+
+    def make_ring(self, size):
+        return RteRing(size)
+
+    def ring_in(self, rings):
+        return make_ring_in([r.addr for r in rings])
+
+    def ring_out(self, rings, policy):
+        return make_ring_out([r.addr for r in rings], policy)
+
+    def port_stats(self, p):
+        out = shim.dffi.new("uint64_t[8]")
+        shim.dpdk.pynf_port_stats(p, out)
+        return list(out)
+
+    def report_extra(self, rt):
+        nic = {}
+        final = getattr(self, "final_stats", {})
+        for p in sorted(final):
+            d = [a - b for a, b in zip(final[p], self.stats0[p])]
+            nic[str(p)] = {"ipackets": d[0], "opackets": d[1], "imissed": d[4], "ierrors": d[5],
+                           "oerrors": d[6], "rx_nombuf": d[7]}
+        return {"mbufs_in_use": getattr(self, "mbufs_in_use", None), "nic": nic, "eal": _EAL["args"]}
+
+    def close(self):
+        """Stop and detach pynf's ports, count mbufs still out, free the pool."""
+        lib = shim.dpdk
+        self.final_stats = {p: self.port_stats(p) for p in self.stats0}
+        for p in list(self.stats0):
+            if p in self.probed:
+                lib.pynf_dev_remove_port(p)
+            else:
+                lib.pynf_port_stop(p)
+        self.mbufs_in_use = self.pool.in_use() if self.pool else 0
+        if self.tx_files and self.opts.pcap_out:
+            merge_pcaps(self.tx_files, self.opts.pcap_out)
+        if self.pool and self.mbufs_in_use == 0:
+            self.pool.free()
+        if self.tmp:
+            self.tmp.cleanup()
+
+
+class RteRing:
+    _seq = 0
+
+    def __init__(self, size):
+        RteRing._seq += 1
+        name = f"pynf_r{os.getpid()}_{RteRing._seq}"
+        self.ptr = shim.dpdk.pynf_rte_ring_create(name.encode(), size, -1)
+        if self.ptr == shim.dffi.NULL:
+            raise RuntimeFailure(f"cannot create rte_ring {name} of {size}")
+        self.addr = int(shim.dffi.cast("uintptr_t", self.ptr))
+        self.size = size
+
+    def count(self):
+        return shim.dpdk.pynf_rte_ring_count(self.ptr)
+
+    def close(self):
+        if self.ptr is not None:
+            shim.dpdk.pynf_rte_ring_free(self.ptr)
+            self.ptr = None
+
+
+def merge_pcaps(files, out):
+    """Merge per-queue pcaps into one, in timestamp (= transmit) order."""
+    caps = [pcap.read(f) for f in files]
+    w = pcap.Writer(out)
+    order = sorted(((int(c.ts_ns[i]), k, i) for k, c in enumerate(caps) for i in range(len(c))))
+    for ts, k, i in order:
+        w.write(caps[k].frame(i), ts)
+    w.close()

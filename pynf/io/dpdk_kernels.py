@@ -1,0 +1,200 @@
+"""Compiled halves of the DPDK backend: bursts between ethdev queues, rte_rings
+and a stage. Handles are mbuf addresses; the stage sees each packet at its
+data offset inside the mempool's memory (one numpy view over it), so it
+reads and writes the mbuf's bytes in place: zero copy.
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from pynf import shim
+from pynf.config import BURST_MAX, hot
+from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
+from pynf.hashing import hash5
+from pynf.io.mem import W_RX, W_RX_BYTES, W_TX, W_TX_BYTES
+from pynf.io.ring import P_DROP, meta_store
+
+# what loops get as `pool` on the DPDK path: the mempool's memory and its address
+PoolView = namedtuple("PoolView", "mem base")
+# ports/queues polled; st: [budget (-1 none), expected (-1 unknown), received, done, oversize]
+DpdkRx = namedtuple("DpdkRx", "ports queue rr st")
+S_BUDGET, S_EXPECTED, S_RECEIVED, S_DONE, S_OVERSIZE = range(5)
+# tx ports and this worker's queue on them; staged handles per port; scratch for frees
+DpdkTx = namedtuple("DpdkTx", "ports queue stage cnt free")
+
+
+def make_rx(ports, queue, budget=-1, expected=-1):
+    st = np.zeros(8, dtype=np.int64)
+    st[S_BUDGET] = budget
+    st[S_EXPECTED] = expected
+    if budget == 0 or expected == 0:
+        st[S_DONE] = 1
+    return DpdkRx(np.array(ports, dtype=np.int32), np.int32(queue), np.zeros(1, dtype=np.int64), st)
+
+
+def make_tx(ports, queue):
+    n = max(1, len(ports))
+    return DpdkTx(np.array(ports, dtype=np.int32), np.int32(queue),
+                  np.zeros((n, BURST_MAX), dtype=np.uint64), np.zeros(n, dtype=np.int64),
+                  np.zeros(BURST_MAX, dtype=np.uint64))
+
+
+@hot
+def rx(src, base, h, b, burst, drops, ws):
+    """Receive up to `burst` packets from this worker's queue on its ports."""
+    st = src.st
+    if st[S_DONE]:
+        return 0
+    want = burst
+    if st[S_BUDGET] >= 0:
+        want = min(want, st[S_BUDGET])
+    n = 0
+    np_ = len(src.ports)
+    r = src.rr[0]
+    for _ in range(np_):
+        before = st[S_OVERSIZE]
+        got = shim.dpdk_rx(src.ports[r], src.queue, h.ctypes.data + 8 * n, b.off.ctypes.data + 8 * n,
+                           b.len.ctypes.data + 4 * n, want - n, base, st.ctypes.data + 8 * S_OVERSIZE)
+        ov = st[S_OVERSIZE] - before
+        if ov > 0:
+            drops[R_OVERSIZE] += ov
+            ws[W_RX] += ov
+            st[S_RECEIVED] += ov
+            if st[S_BUDGET] > 0:
+                st[S_BUDGET] = max(0, st[S_BUDGET] - ov)
+        for k in range(n, n + got):
+            b.in_port[k] = src.ports[r]
+            ws[W_RX_BYTES] += b.len[k]
+        n += got
+        r += 1
+        if r == np_:
+            r = 0
+        if n >= want:
+            break
+    src.rr[0] = r
+    ws[W_RX] += n
+    st[S_RECEIVED] += n
+    if st[S_BUDGET] >= 0:
+        st[S_BUDGET] -= n
+        if st[S_BUDGET] <= 0:
+            st[S_DONE] = 1
+    if st[S_EXPECTED] >= 0 and st[S_RECEIVED] >= st[S_EXPECTED]:
+        st[S_DONE] = 1
+    return n
+
+
+@hot
+def _free_dropped(b, live, m, n, h, scratch):
+    """Free the packets of the burst that are not in live[:m]."""
+    k = 0
+    j = 0
+    for i in range(n):
+        if j < m and live[j] == i:
+            j += 1
+        else:
+            scratch[k] = h[i]
+            k += 1
+    if k > 0:
+        shim.dpdk_free_bulk(scratch.ctypes.data, k)
+
+
+@hot
+def tx(b, live, m, n, h, dst, txmap, txstat, drops, ws):
+    """Send live[:m] to their ports (NF port k -> txmap[k % len]); free the rest."""
+    _free_dropped(b, live, m, n, h, dst.free)
+    nmap = len(txmap)
+    nports = len(dst.ports)
+    for j in range(m):
+        i = live[j]
+        k = txmap[b.port[i] % nmap]     # index into dst.ports
+        dst.stage[k, dst.cnt[k]] = h[i]
+        dst.cnt[k] += 1
+        txstat[dst.ports[k], 1] += b.len[i]
+        ws[W_TX_BYTES] += b.len[i]
+    for k in range(nports):
+        c = dst.cnt[k]
+        if c == 0:
+            continue
+        sent = shim.dpdk_tx(dst.ports[k], dst.queue, dst.stage[k].ctypes.data, c)
+        txstat[dst.ports[k], 0] += sent
+        ws[W_TX] += sent
+        if sent < c:
+            drops[R_TX_FULL] += c - sent
+        dst.cnt[k] = 0
+
+
+@hot
+def ring_rx(ri, base, h, b, burst, ws):
+    """Dequeue up to `burst` mbufs from the input rte_rings."""
+    nr = len(ri.rings)
+    n = 0
+    r = ri.rr[0]
+    for _ in range(nr):
+        cnt = shim.rte_ring_count(ri.rings[r])
+        ri.fill[r, 0] += 1
+        ri.fill[r, 1] += cnt
+        if cnt > ri.fill[r, 2]:
+            ri.fill[r, 2] = cnt
+        if cnt > 0:
+            got = shim.rte_ring_dequeue(ri.rings[r], h.ctypes.data + 8 * n, burst - n)
+            shim.dpdk_locate(h.ctypes.data + 8 * n, b.off.ctypes.data + 8 * n,
+                             b.len.ctypes.data + 4 * n, got, base)
+            for k in range(n, n + got):
+                ws[W_RX_BYTES] += b.len[k]
+            n += got
+        r += 1
+        if r == nr:
+            r = 0
+        if n == burst:
+            break
+    ri.rr[0] = r
+    ws[W_RX] += n
+    return n
+
+
+@hot
+def rings_empty(ri):
+    for r in range(len(ri.rings)):
+        if shim.rte_ring_count(ri.rings[r]) != 0:
+            return False
+    return True
+
+
+@hot
+def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
+    """Forward live[:m] to the next stage's rte_rings by flow hash."""
+    _free_dropped(b, live, m, n, h, scratch)
+    mem = b.mem
+    nr = len(ro.rings)
+    for j in range(m):
+        i = live[j]
+        r = 0
+        if nr > 1:
+            r = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nr
+        meta_store(mem, b.off[i], b.port[i], b.in_port[i], b.len[i])
+        ro.stage[r, ro.cnt[r]] = h[i]
+        ro.cnt[r] += 1
+        ws[W_TX_BYTES] += b.len[i]
+    sent = 0
+    for r in range(nr):
+        c = ro.cnt[r]
+        done = 0
+        spins = 0
+        while done < c:
+            done += shim.rte_ring_enqueue(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
+            if done < c:
+                if ro.opts[0] == P_DROP:
+                    for k in range(done, c):
+                        scratch[k - done] = ro.stage[r, k]
+                    shim.dpdk_free_bulk(scratch.ctypes.data, c - done)
+                    drops[R_RING_FULL] += c - done
+                    break
+                ro.opts[1] += 1
+                spins += 1
+                if spins < 64:
+                    shim.cpu_pause()
+                else:
+                    shim.cpu_yield()
+        sent += done
+        ro.cnt[r] = 0
+    ws[W_TX] += sent
