@@ -129,12 +129,15 @@ def cmd_run(a, out, err):
     say(err, f"pynf: {plan.model} {plan.spec}: {plan.workers} worker(s) on cores "
              f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "
              f"io={io.name}, burst {opts.burst}")
-    rt.build()
-    say(err, "pynf: compiling (cached after the first run)...")
-    rt.compile()
-    status = None if (a.quiet or not err.isatty()) else Status(err)
+    status = None
     prev = signal.signal(signal.SIGTERM, lambda *_: rt.request_stop())
     try:
+        rt.build()
+        say(err, "pynf: compiling (cached after the first run)...")
+        rt.compile()
+        status = None if (a.quiet or not err.isatty()) else Status(err)
+        what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else "until the input ends")
+        say(err, f"pynf: running ({what}; Ctrl-C stops, drains and reports)")
         rt.run(progress=status.update if status else None)
     finally:
         signal.signal(signal.SIGTERM, prev)

@@ -41,8 +41,15 @@ def cache_dir():
     return d
 
 
+_KERNEL_MARKS = (b"@hot", b"@intrinsic", b"ExternalFunction", b"@nf(")
+_ALWAYS = ("config.py", "drops.py", "batch.py")
+
+
 def _source_digest():
-    """Hash of pynf's and the NF library's sources and of Numba's version."""
+    """Hash of the sources compiled code depends on, and of Numba's version:
+    every module of pynf/ and nfs/ that defines kernels, intrinsics or shim
+    calls, and the constants they read. (Cold-code modules such as the CLI
+    are left out, so editing them does not throw the cache away.)"""
     h = hashlib.sha256(numba.__version__.encode())
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for pkg in ("pynf", "nfs"):
@@ -50,9 +57,12 @@ def _source_digest():
         for dp, dns, fs in os.walk(d):
             dns.sort()
             for f in sorted(fs):
-                if f.endswith((".py", ".h", ".c")):
-                    with open(os.path.join(dp, f), "rb") as fh:
-                        h.update(f.encode() + fh.read())
+                if not f.endswith((".py", ".h", ".c")):
+                    continue
+                with open(os.path.join(dp, f), "rb") as fh:
+                    text = fh.read()
+                if f in _ALWAYS or f.endswith((".h", ".c")) or any(m in text for m in _KERNEL_MARKS):
+                    h.update(f.encode() + text)
     return h.hexdigest()[:16]
 
 

@@ -294,8 +294,9 @@ class Runtime:
         self.stop_input.set()
 
     def close(self):
-        """Release rings and the I/O backend (ports, pools)."""
-        self.io.close()
+        """Release rings and the I/O backend (ports, pools); safe to call twice."""
+        if self.io is not None:
+            self.io.close()
         for _, _, _, r in self.rings:
             close = getattr(r, "close", None)
             if close:

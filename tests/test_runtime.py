@@ -18,7 +18,10 @@ pytestmark = jit_only
 
 
 def run(args):
+    """pynf run in this process; in-memory I/O unless args say otherwise."""
     out, err = io.StringIO(), io.StringIO()
+    if "--io" not in args:
+        args = [*args, "--io", "mem"]
     rc = cli.main(["run", *args, "--json", "--quiet"], out, err)
     rep = json.loads(out.getvalue()) if rc == 0 else None
     return rc, rep, err.getvalue()

@@ -116,6 +116,9 @@ class DpdkIO:
         self.pool = None
         self.queues = []
         self.stats0 = {}
+        self.tx_files = None
+        self.rx_ports, self.tx_ports = [], []
+        self.closed = False
 
     # -- set-up --
 
@@ -309,12 +312,15 @@ class DpdkIO:
 
     def close(self):
         """Stop and detach pynf's ports, count mbufs still out, free the pool."""
+        if self.closed:
+            return
+        self.closed = True
         lib = shim.dpdk
         self.final_stats = {p: self.port_stats(p) for p in self.stats0}
-        for p in list(self.stats0):
-            if p in self.probed:
-                lib.pynf_dev_remove_port(p)
-            else:
+        for p in self.probed:
+            lib.pynf_dev_remove_port(p)
+        for p in self.stats0:
+            if p not in self.probed:
                 lib.pynf_port_stop(p)
         self.mbufs_in_use = self.pool.in_use() if self.pool else 0
         if self.tx_files and self.opts.pcap_out:
