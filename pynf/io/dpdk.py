@@ -138,6 +138,7 @@ class DpdkIO:
                 if p not in ports:
                     raise UsageError(f"--rx-ports/--tx-ports: no ethdev port {p} (ports: {ports})")
             expected = [-1] * nq
+            self.rx_ring_mbufs = {0: self._infinite_mbufs(opts.eal_args)}
         else:
             rx, tx, expected = self._attach_vdevs(nq, ntx, opts)
         self.rx_ports, self.tx_ports = rx, tx
@@ -165,6 +166,18 @@ class DpdkIO:
             if opts.packets is not None:
                 budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
             self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k]))
+
+    @staticmethod
+    def _infinite_mbufs(eal_args):
+        """mbufs a net_pcap infinite_rx device keeps (its whole file, in a ring)."""
+        total = 0
+        for arg in eal_args:
+            if "infinite_rx=1" not in arg:
+                continue
+            for part in arg.split(","):
+                if part.startswith("rx_pcap="):
+                    total += len(pcap.read(part[len("rx_pcap="):]))
+        return total
 
     def _ports(self):
         out, p = [], shim.dpdk.pynf_port_next(-1)

@@ -1,0 +1,133 @@
+"""pynf against a hand-written C chain on DPDK, same vdevs, same pcap, same run.
+
+    .venv/bin/python -m bench.dpdk_vs_c [--flows 1000,100000,1000000] [--duration 5] [--rounds 3]
+
+Builds bench/cref/chain.c (rte_acl + rte_hash bulk lookups, one core) with
+gcc and pkg-config, writes pynf's default configuration for the built-in
+flows to files (rules, routes, backends) that both read, writes the built-in
+traffic (64-byte frames) to a pcap, and runs both on
+`--vdev=net_pcap0,rx_pcap=...,infinite_rx=1 --vdev=net_null0`, alternating
+C and pynf `--rounds` times. Also the I/O ceiling: `pynf --rtc nop` against
+the C loop's --fwd-only. Prints a markdown table (medians; Mpps from packets
+received over the run, cycles/packet = TSC cycles spent on non-empty bursts
+per packet, which is what both report).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_cref():
+    out = os.path.join(ROOT, "bench", "cref", "build", "chain")
+    src = os.path.join(ROOT, "bench", "cref", "chain.c")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libdpdk"], check=True,
+                               capture_output=True, text=True).stdout.split()
+        subprocess.run(["gcc", "-O3", "-Wall", "-o", out, src, *flags], check=True)
+    return out
+
+
+def write_inputs(d, flows, seed=1):
+    sys.path.insert(0, ROOT)
+    from nfs import acl, l3fwd, lb
+    from pynf import pcap
+    from pynf.context import RunContext
+    from pynf.errors import format_ipv4
+    from pynf.io import feed
+    ctx = RunContext(flows=flows, seed=seed, n_ports=1)
+    files = {k: os.path.join(d, k + ".txt") for k in ("rules", "routes", "backends")}
+    with open(files["rules"], "w") as f:
+        f.write("\n".join(acl.default_rules(seed)) + "\n")
+    with open(files["routes"], "w") as f:
+        for ip, port in l3fwd.L3fwdConfig.from_context(ctx).routes:
+            f.write(f"{format_ipv4(ip)} {port}\n")
+    with open(files["backends"], "w") as f:
+        for ip, port in lb.LbConfig().backends:
+            f.write(f"{format_ipv4(ip)}:{port}\n")
+    fd = feed.builtin(flows, 64, seed, 1)
+    path = os.path.join(d, "traffic.pcap")
+    w = pcap.Writer(path)
+    for t in fd.seqs[0].tolist():
+        w.write(fd.arena[fd.t_off[t]:fd.t_off[t] + fd.t_copy[t]].tobytes(), 0)
+    w.close()
+    files["pcap"] = path
+    files["frames"] = len(fd.seqs[0])
+    return files
+
+
+def eal(files, mb):
+    return ["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry", "-l", "0",
+            "--log-level=4", f"--vdev=net_pcap0,rx_pcap={files['pcap']},infinite_rx=1", "--vdev=net_null0"]
+
+
+def run_c(binary, files, flows, duration, fwd_only=False):
+    mbufs = files["frames"] + 8192
+    mb = int(mbufs * 2.5 / 1024) + 512
+    cmd = [binary, *eal(files, mb), "--", "--rules", files["rules"], "--routes", files["routes"],
+           "--backends", files["backends"], "--capacity", str(max(1024, 2 * flows)),
+           "--duration", str(duration), "--mbufs", str(mbufs)] + (["--fwd-only"] if fwd_only else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"C chain failed: {r.stderr[-500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_pynf(files, flows, duration, chain="acl,lb,l3fwd"):
+    mb = int((files["frames"] + 65536) * 2.5 / 1024) + 512
+    cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", chain, "--io", "dpdk",
+           "--acl-rules", files["rules"], "--routes", files["routes"], "--backends", files["backends"],
+           "--flows", str(flows), "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"pynf failed: {r.stderr[-800:]}")
+    return json.loads(r.stdout)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flows", default="1000,100000,1000000")
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args(argv)
+    binary = build_cref()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for flows in [int(x) for x in a.flows.split(",")]:
+            files = write_inputs(d, flows)
+            run_pynf(files, flows, 0.5)                  # warm pynf's compile cache
+            c, p = [], []
+            for _ in range(a.rounds):
+                c.append(run_c(binary, files, flows, a.duration))
+                p.append(run_pynf(files, flows, a.duration))
+            rows.append(("acl,lb,l3fwd", flows, c, p))
+        files = write_inputs(d, 1000)
+        run_pynf(files, 1000, 0.5, "nop")
+        c, p = [], []
+        for _ in range(a.rounds):
+            c.append(run_c(binary, files, 1000, a.duration, fwd_only=True))
+            p.append(run_pynf(files, 1000, a.duration, "nop"))
+        rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p))
+    med = lambda xs, k: statistics.median(x[k] for x in xs)
+    print("| chain | flows | C Mpps | C cycles/pkt | pynf Mpps | pynf cycles/pkt | pynf / C (Mpps) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, flows, c, p in rows:
+        cm, pm = med(c, "mpps"), med(p, "mpps")
+        print(f"| {name} | {flows:,} | {cm:.2f} | {med(c, 'cycles_per_packet'):.0f} | {pm:.2f} | "
+              f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x |")
+    print()
+    for name, flows, c, p in rows:
+        per_nf = ", ".join(f"{k}: {v['cycles_per_packet']}" for k, v in p[-1]["nfs"].items())
+        print(f"{name} {flows}: C drops {c[-1]['drops']}; pynf drops {p[-1]['drops']}; "
+              f"pynf per NF {{{per_nf}}}; runs C {[round(x['mpps'], 2) for x in c]} "
+              f"pynf {[round(x['mpps'], 2) for x in p]}")
+
+
+if __name__ == "__main__":
+    main()
