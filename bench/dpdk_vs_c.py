@@ -69,7 +69,7 @@ def eal(files, mb):
 
 def run_c(binary, files, flows, duration, fwd_only=False):
     mbufs = files["frames"] + 8192
-    mb = int(mbufs * 2.5 / 1024) + 512
+    mb = int(mbufs * 5 / 1024) + 512
     cmd = [binary, *eal(files, mb), "--", "--rules", files["rules"], "--routes", files["routes"],
            "--backends", files["backends"], "--capacity", str(max(1024, 2 * flows)),
            "--duration", str(duration), "--mbufs", str(mbufs)] + (["--fwd-only"] if fwd_only else [])
@@ -80,7 +80,7 @@ def run_c(binary, files, flows, duration, fwd_only=False):
 
 
 def run_pynf(files, flows, duration, chain="acl,lb,l3fwd"):
-    mb = int((files["frames"] + 65536) * 2.5 / 1024) + 512
+    mb = int((files["frames"] + 65536) * 5 / 1024) + 512
     cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", chain, "--io", "dpdk",
            "--acl-rules", files["rules"], "--routes", files["routes"], "--backends", files["backends"],
            "--flows", str(flows), "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]

@@ -128,6 +128,7 @@ class DpdkIO:
         lib = shim.dpdk
         ntx = opts.n_tx_queues
         if self.user_eal:
+            self._check_hugepages(opts.eal_args)
             eal_init(list(opts.eal_args))
             ports = self._ports()
             if not ports:
@@ -159,6 +160,7 @@ class DpdkIO:
                 raise RuntimeFailure(f"port {p} ({infos[p]['name']}) cannot be configured: {_err(ret)}")
             self.stats0[p] = self.port_stats(p)
         rss = {p: infos[p]["rss"] and nq > 1 for p in rx}
+        self._check_numa(infos, opts)
         self.txmap = np.arange(len(tx), dtype=np.int32)
         self.say(self._describe(infos, nq, ntx, rss))
         for k in range(nq):
@@ -166,6 +168,32 @@ class DpdkIO:
             if opts.packets is not None:
                 budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
             self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k]))
+
+    def _check_hugepages(self, eal_args):
+        if any(a == "--no-huge" for a in eal_args):
+            return
+        free = 0
+        base = "/sys/kernel/mm/hugepages"
+        try:
+            for d in os.listdir(base):
+                with open(os.path.join(base, d, "free_hugepages")) as f:
+                    free += int(f.read())
+        except OSError:
+            return
+        if free == 0:
+            self.say("pynf: warning: no free hugepages (see README, 'DPDK on a real NIC'); "
+                     "the EAL will fail unless --no-huge is given")
+
+    def _check_numa(self, infos, opts):
+        cores = opts.cores or sorted(os.sched_getaffinity(0))
+        for p in set(self.rx_ports + self.tx_ports):
+            sock = infos[p]["socket"]
+            if sock < 0:
+                continue
+            far = [c for c in cores[:opts.n_workers] if cpu_node(c) not in (sock, -1)]
+            if far:
+                self.say(f"pynf: warning: port {p} is on NUMA node {sock} but workers run on cores "
+                         f"{far} of another node: every packet crosses the interconnect")
 
     @staticmethod
     def _infinite_mbufs(eal_args):
@@ -218,7 +246,9 @@ class DpdkIO:
     def _memory_mb(self, opts):
         frames = self.feed.frames if self.feed.once else sum(len(s) for s in self.feed.seqs)
         mbufs = frames + opts.n_workers * 4096 + (opts.ring_slots or 0) + 65536
-        return max(512, int(mbufs * 2.5 / 1024) + 256)     # 2.3 KiB per mbuf, plus the EAL's own
+        # NB: a 2.3 KiB mbuf needs about twice that of --no-huge EAL memory: the
+        # mempool first asks for one contiguous zone, then populates page by page.
+        return max(512, int(mbufs * 5 / 1024) + 512)
 
     def _probe(self, devargs):
         ret = shim.dpdk.pynf_dev_probe(devargs.encode())
@@ -363,6 +393,18 @@ class RteRing:
         if self.ptr is not None:
             shim.dpdk.pynf_rte_ring_free(self.ptr)
             self.ptr = None
+
+
+def cpu_node(cpu):
+    """NUMA node of a CPU (Linux sysfs), -1 if unknown."""
+    d = f"/sys/devices/system/cpu/cpu{cpu}"
+    try:
+        for name in os.listdir(d):
+            if name.startswith("node") and name[4:].isdigit():
+                return int(name[4:])
+    except OSError:
+        pass
+    return -1
 
 
 def merge_pcaps(files, out):
