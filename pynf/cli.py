@@ -101,7 +101,7 @@ def cmd_run(a, out, err):
     from pynf.context import RunContext
     from pynf.runtime import Options, Runtime
     from pynf.stats import report, tsc_hz
-    from pynf.ui import Status, print_report, say
+    from pynf.ui import Status, print_plan, print_report, say
 
     settings = _check(a)
     rx_ports = _int_list(a.rx_ports, "--rx-ports")
@@ -133,6 +133,8 @@ def cmd_run(a, out, err):
     prev = signal.signal(signal.SIGTERM, lambda *_: rt.request_stop())
     try:
         rt.build()
+        if len(plan.stages) > 1 or plan.workers > 1:
+            print_plan(rt, err)
         say(err, "pynf: compiling (cached after the first run)...")
         rt.compile()
         status = None if (a.quiet or not err.isatty()) else Status(err)

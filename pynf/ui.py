@@ -72,3 +72,28 @@ def print_report(rep, out):
             r.add_row(ring["from"], ring["to"], str(ring["size"]), f"{ring['fill_mean']:.1f}",
                       str(ring["fill_max"]))
         c.print(r)
+
+
+def print_plan(rt, err):
+    """The start-up table: each stage, its NFs, replicas, cores and rings."""
+    c = Console(file=err, stderr=True, highlight=False)
+    t = Table(title=f"{rt.plan.model}: {rt.plan.spec}")
+    for col in ("stage", "NFs", "replica", "core", "input", "output"):
+        t.add_column(col)
+    last = len(rt.plan.stages) - 1
+    for w in rt.workers:
+        nfs = ",".join(s.name for s in rt.specs[w.stage])
+        if w.stage == 0:
+            src = f"{rt.io.name} rx queue {w.replica}"
+        else:
+            src = ", ".join(f"ring s{w.stage - 1}r{u}" for u in range(rt.plan.stages[w.stage - 1].replicas))
+        if w.stage == last:
+            dst = f"{rt.io.name} tx queue {w.replica}"
+        else:
+            dst = ", ".join(f"ring ->s{w.stage + 1}r{d}" for d in range(rt.plan.stages[w.stage + 1].replicas))
+        t.add_row(str(w.stage), nfs, str(w.replica), str(w.core), src, dst)
+    c.print(t)
+    if rt.rings:
+        c.print(f"rings: {len(rt.rings)} x {rt.opts.ring_size} entries, single producer / single "
+                f"consumer ({'rte_ring' if rt.io.name == 'dpdk' else 'shim ring'}); full ring: "
+                f"{'producer waits' if rt.opts.ring_full == 'wait' else 'drop (ring_full)'}")

@@ -31,7 +31,7 @@ from pynf.errors import RuntimeFailure, UsageError
 from pynf.io import dpdk_kernels as dk
 from pynf.io.ring import make_ring_in, make_ring_out
 
-_EAL = {"args": None}
+_EAL = {"args": None, "managed": False}
 MBUF_CACHE = 256
 RX_DESC = 1024
 TX_DESC = 1024
@@ -48,9 +48,13 @@ def why_unavailable():
             "install libdpdk-dev and pkg-config, then `pip install -e .`)")
 
 
-def eal_init(args):
-    """Start the EAL once per process; later runs must ask for the same."""
+def eal_init(args, managed=False):
+    """Start the EAL once per process. Later runs must ask for the same
+    arguments, except that runs on pynf's own virtual devices (managed) share
+    whatever EAL pynf started (only the memory size differs between them)."""
     if _EAL["args"] is not None:
+        if managed and _EAL["managed"]:
+            return False
         if args != _EAL["args"]:
             raise UsageError("the EAL is already running in this process with other arguments")
         return False
@@ -65,6 +69,7 @@ def eal_init(args):
         raise RuntimeFailure(f"EAL init failed: {ffi.string(lib.pynf_strerror(ret)).decode()} "
                              f"(EAL arguments: {' '.join(args)})")
     _EAL["args"] = list(args)
+    _EAL["managed"] = managed
     return True
 
 
@@ -227,7 +232,7 @@ class DpdkIO:
     def _attach_vdevs(self, nq, ntx, opts):
         mb = self._memory_mb(opts)
         eal_init(["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry",
-                  "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"])
+                  "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"], managed=True)
         self.tmp = tempfile.TemporaryDirectory(prefix="pynf-dpdk-")
         tag = f"{os.getpid()}_{DpdkPool._seq + 1}"
         files, expected = self._write_queue_files(nq)
