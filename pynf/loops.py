@@ -6,6 +6,10 @@ the next stage's rings). The loop is compiled, holds no GIL, and returns to
 Python only every few milliseconds (at `deadline`, a TSC value) so that the
 runtime can stop it, flush captures and show progress.
 
+Worker counters (ws): 0 rx, 1 tx, 2 bursts, 3 idle polls, 4 stage cycles,
+5 rx bytes, 6 tx bytes, 7 busy cycles (receive + stage + transmit of the
+non-empty bursts).
+
 Return codes: 0 deadline reached, 1 capture buffer full (flush and call
 again), 2 input finished (queue replayed, or upstream done and rings empty).
 """
@@ -31,6 +35,7 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
     while True:
         if not _mem.capture_room(cap, burst):
             return 1
+        t_rx = _rdtsc()
         n = {rx}
         if n == 0:
             if {done}:
@@ -48,10 +53,13 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
         idle = 0
         t0 = _rdtsc()
         m = stage(b, live, n, first, drops, nfstat{states})
-        ws[4] += _rdtsc() - t0
+        t1 = _rdtsc()
+        ws[4] += t1 - t0
         ws[2] += 1
         {tx}
-        if _rdtsc() > deadline:
+        t2 = _rdtsc()
+        ws[7] += t2 - t_rx          # busy: receive + stage + transmit
+        if t2 > deadline:
             return 0
 '''
 

@@ -44,7 +44,7 @@ Capture = namedtuple("Capture", "mem rec st")
 C_NREC, C_NBYTES, C_ON = 0, 1, 2
 
 # worker counters (int64[16]); shared with pynf.runtime
-W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_TX_BYTES = range(7)
+W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_TX_BYTES, W_BUSY = range(8)
 
 
 class MemPool:
