@@ -54,7 +54,8 @@ def main(argv=None):
         per = "; ".join(f"{'+'.join(s['nfs'])} {s['busy_cycles_per_packet']} / {s['cycles_per_packet']}"
                         for s in rep["stages"])
         print(f"| `{name}` | {rep['mpps']:.2f} | {rep['busy_cycles_per_packet']} | {per} |")
-    print(f"\nOne hop adds {hop['--stages \"acl|l3fwd\"'] - hop['--rtc acl,l3fwd']:.1f} busy cycles/packet "
+    added = hop['--stages "acl|l3fwd"'] - hop["--rtc acl,l3fwd"]
+    print(f"\nOne hop adds {added:.1f} busy cycles/packet "
           "(ring enqueue and dequeue, a second receive/transmit pass, a second parse, the "
           "packet's cache lines moving to the other core).\n")
 

@@ -58,8 +58,23 @@ def build_parser():
     r.add_argument("--ring-full", choices=("wait", "drop"), default="wait", help="full ring: wait (backpressure) or drop")
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")
     r.add_argument("--quiet", action="store_true", help="no status line")
+    r.add_argument("--counters", action="store_true", help="hardware counters per stage, where the machine has them")
     r.add_argument("eal", nargs="*", help=argparse.SUPPRESS)
     sub.add_parser("list", help="list the NFs in nfs/")
+    pr = sub.add_parser("profile", help="per-NF cycles under RTC and PL, and the ring-hop cost")
+    pr.add_argument("chain", metavar="CHAIN")
+    pr.add_argument("--flows", type=int, default=1024)
+    pr.add_argument("--frame-size", type=int, default=64)
+    pr.add_argument("--duration", type=float, default=2.0)
+    pr.add_argument("--io", choices=("dpdk", "mem"))
+    pr.add_argument("--json", action="store_true")
+    b = sub.add_parser("bench", help="the paper's experiments")
+    b.add_argument("what", choices=("paper",))
+    b.add_argument("--quick", action="store_true", help="fewer points, shorter runs (under a minute)")
+    b.add_argument("--out", default="paper-results", metavar="DIR")
+    b.add_argument("--io", choices=("dpdk", "mem"), default="mem")
+    b.add_argument("--line-rate", type=float, default=100.0, metavar="GBPS")
+    b.add_argument("--repeats", type=int, metavar="N")
     return p
 
 
@@ -121,7 +136,14 @@ def cmd_run(a, out, err):
     opts = Options(io="mem", burst=a.burst, duration=duration, packets=a.packets, flows=a.flows,
                    frame_size=a.frame_size, rate=a.rate, seed=a.seed, pcap_in=a.pcap_in,
                    pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
-                   ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal)
+                   ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
+                   counters=a.counters)
+    if a.counters:
+        from pynf.perf import probe
+        why = probe()
+        if why:
+            say(err, f"pynf: note: {why}; --counters reports none")
+            opts.counters = False
     ctx = RunContext(acl_rules=a.acl_rules, routes=a.routes, backends=a.backends,
                      flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings)
     io = _make_io(a, plan, opts, err)
@@ -195,6 +217,23 @@ def cmd_list(out):
     return 0
 
 
+def invoke(args, err=None):
+    """`pynf run ARGS --json` in this process; the report, or UsageError /
+    RuntimeFailure with pynf's one-line message (for profile and bench)."""
+    import io as _io
+    out, e = _io.StringIO(), _io.StringIO()
+    rc = main(["run", *args, "--json", "--quiet"], out, e)
+    if rc != 0:
+        msg = e.getvalue().strip().splitlines()
+        text = msg[-1] if msg else f"exit {rc}"
+        raise (UsageError if rc == 2 else RuntimeFailure)(f"pynf run {' '.join(args)}: {text}")
+    if err is not None:
+        for line in e.getvalue().splitlines():
+            if "warning" in line:
+                err.write(line + "\n")
+    return json.loads(out.getvalue())
+
+
 def main(argv=None, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
@@ -209,6 +248,17 @@ def main(argv=None, out=None, err=None):
             raise UsageError("want a command: run, list (see pynf --help)")
         if a.cmd == "list":
             return cmd_list(out)
+        if a.cmd == "profile":
+            from pynf.profile import print_profile, profile
+            res = profile(a.chain, a.flows, a.frame_size, a.io, a.duration, err)
+            if a.json:
+                out.write(json.dumps(res) + "\n")
+            else:
+                print_profile(res, out)
+            return 0
+        if a.cmd == "bench":
+            from pynf.paper import run_paper
+            return run_paper(a, out, err)
         if a.eal:
             raise UsageError(f"unexpected argument {a.eal[0]!r} (EAL arguments go after --)")
         a.eal = eal

@@ -52,6 +52,7 @@ class Options:
     ring_full: str = "wait"
     cores: list = None          # CPU ids to pin to; None: this process's affinity
     eal_args: list = field(default_factory=list)
+    counters: bool = False      # hardware counters per worker (pynf.perf), where available
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Worker:
     states: list = None
     exited: bool = False
     error: BaseException = None
+    counters: dict = None
 
 
 def numba_message(err):
@@ -214,6 +216,10 @@ class Runtime:
                 except OSError:
                     pass
             self.io.thread_init()
+            hw = None
+            if self.opts.counters:
+                from pynf.perf import ThreadCounters
+                hw = ThreadCounters()
             slice_ticks = int(self.hz * SLICE_S)
             from pynf.shim import rdtsc
             args = list(w.args)
@@ -226,6 +232,8 @@ class Runtime:
                     break
                 if w.stage == 0 and self.stop_input.is_set():
                     break
+            if hw is not None:
+                w.counters = hw.read()
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             w.error = e
             self.stop_input.set()

@@ -41,6 +41,21 @@ def _cpp(cycles, packets):
     return round(cycles / packets, 1) if packets else 0.0
 
 
+def busy(w):
+    """A worker's busy cycles: receive + stage + transmit of non-empty
+    bursts, less the time it waited for room in a full ring."""
+    wait = int(w.dst.opts[2]) if hasattr(w.dst, "opts") and len(w.dst.rings) else 0
+    return int(w.ws[7]) - wait
+
+
+def _counters(workers, packets):
+    tot = {}
+    for w in workers:
+        for k, v in (w.counters or {}).items():
+            tot[k] = tot.get(k, 0) + v
+    return {k: round(v / packets, 2) for k, v in tot.items()} if tot and packets else None
+
+
 def report(rt):
     """The final report of a finished Runtime as a dict."""
     drops = {}
@@ -78,10 +93,12 @@ def report(rt):
             "tx": sum(int(w.ws[1]) for w in ws),
             "drops": sum(int(w.drops.sum()) for w in ws),
             "cycles_per_packet": _cpp(cyc, srx),
-            "busy_cycles_per_packet": _cpp(sum(int(w.ws[7]) for w in ws), srx),
+            "busy_cycles_per_packet": _cpp(sum(busy(w) for w in ws), srx),
+            "ring_wait_cycles_per_packet": _cpp(sum(int(w.ws[7]) - busy(w) for w in ws), srx),
             "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, 3]) for w in ws),
                                                       sum(int(w.nfstat[-1, 4]) for w in ws)),
             "bursts": sum(int(w.ws[2]) for w in ws),
+            "counters_per_packet": _counters(ws, srx),
             "idle_polls": sum(int(w.ws[3]) for w in ws),
         })
     rings = []
@@ -115,7 +132,7 @@ def report(rt):
         "gbps": round((rx_bytes + FCS * rx) * 8 / el / 1e9, 4),
         "gbps_wire": round((rx_bytes + (FCS + WIRE_OVERHEAD) * rx) * 8 / el / 1e9, 4),
         "cycles_per_packet": _cpp(total_cycles, rx),
-        "busy_cycles_per_packet": _cpp(sum(int(w.ws[7]) for w in rt.workers), rx),
+        "busy_cycles_per_packet": _cpp(sum(busy(w) for w in rt.workers), rx),
         "tsc_hz": int(rt.hz),
         "nfs": nfs,
         "stages": stages,

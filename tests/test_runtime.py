@@ -129,7 +129,8 @@ def test_corpus_conservation(corpus_files):
     assert len(corpus_files) >= 400
 
 
-def test_two_replicas_split_flows():
+@pytest.mark.parametrize("frame_size", [64, 1024])
+def test_two_replicas_split_flows(frame_size):
     from pynf.context import RunContext
     from pynf.io import feed
     from pynf.io.mem import MemIO
@@ -140,7 +141,7 @@ def test_two_replicas_split_flows():
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(packets=40000, cores=[0, 1])
     rt = Runtime(plan, RunContext(flows=300), opts,
-                 io=MemIO(feed.builtin(300, 64, 1, 2), opts.tx_ports, budget=40000, hz=tsc_hz()))
+                 io=MemIO(feed.builtin(300, frame_size, 1, 2), opts.tx_ports, budget=40000, hz=tsc_hz()))
     rt.build()
     rt.compile()
     rt.run()

@@ -11,6 +11,7 @@ from pynf import shim
 from pynf.config import BURST_MAX, hot
 from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
 from pynf.hashing import hash5
+from pynf.intrinsics import rdtsc
 from pynf.io.mem import W_RX, W_RX_BYTES, W_TX, W_TX_BYTES
 from pynf.io.ring import P_DROP, meta_store
 
@@ -180,6 +181,7 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
         c = ro.cnt[r]
         done = 0
         spins = 0
+        t_wait = 0
         while done < c:
             done += shim.rte_ring_enqueue(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
             if done < c:
@@ -190,11 +192,15 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
                     drops[R_RING_FULL] += c - done
                     break
                 ro.opts[1] += 1
+                if spins == 0:
+                    t_wait = rdtsc()
                 spins += 1
                 if spins < 64:
                     shim.cpu_pause()
                 else:
                     shim.cpu_yield()
+        if spins > 0:
+            ro.opts[2] += rdtsc() - t_wait
         sent += done
         ro.cnt[r] = 0
     ws[W_TX] += sent

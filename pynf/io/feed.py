@@ -55,6 +55,21 @@ def steer(mem, off, length, nq):
     return out
 
 
+@hot
+def _steer_tuples(src, dst, sport, dport, proto, nq, out):
+    for i in range(len(src)):
+        out[i] = hash5(src[i], dst[i], sport[i], dport[i], proto[i]) % nq
+
+
+def steer_flows(fs, nq):
+    """Receive queue of each built-in flow, from its 5-tuple (no parsing:
+    a template holds only the first 64 bytes of a longer frame)."""
+    out = np.zeros(len(fs.src_ip), dtype=np.int64)
+    if nq > 1:
+        _steer_tuples(fs.src_ip, fs.dst_ip, fs.sport, fs.dport, fs.proto, nq, out)
+    return out
+
+
 def builtin(flows, frame_size, seed, nq):
     fs, tmpl = traffic.make(flows, frame_size, seed)
     width = tmpl.shape[1]
@@ -62,7 +77,7 @@ def builtin(flows, frame_size, seed, nq):
     t_off = np.arange(flows, dtype=np.int64) * width
     t_len = np.full(flows, frame_size - traffic.FCS, dtype=np.int32)
     t_copy = np.full(flows, width, dtype=np.int32)
-    q = steer(arena, t_off, np.full(flows, width, dtype=np.int32), nq) if nq > 1 else np.zeros(flows, np.int64)
+    q = steer_flows(fs, nq)
     rng = np.random.default_rng(seed + 7)
     seqs = []
     for k in range(nq):

@@ -19,13 +19,14 @@ from pynf import shim
 from pynf.config import BURST_MAX, META_OFF, hot
 from pynf.drops import R_RING_FULL
 from pynf.hashing import hash5
+from pynf.intrinsics import rdtsc
 from pynf.io.mem import HEADROOM, SLOT, W_IDLE, W_RX, W_RX_BYTES, W_TX, W_TX_BYTES, cache_put
 from pynf.packet import rd16, store_meta, wr16
 
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
 # outs: rings fed (addresses), stage: staged handles per ring, cnt: staged count per ring,
-# opts: [policy (0 wait, 1 drop), waits]
+# opts: [policy (0 wait, 1 drop), waits, TSC cycles spent waiting for room]
 RingOut = namedtuple("RingOut", "rings stage cnt opts")
 P_WAIT, P_DROP = 0, 1
 
@@ -38,7 +39,7 @@ def make_ring_in(addrs):
 def make_ring_out(addrs, policy):
     n = len(addrs)
     return RingOut(np.array(addrs, dtype=np.uint64), np.zeros((n, BURST_MAX), dtype=np.uint64),
-                   np.zeros(n, dtype=np.int64), np.array([policy, 0], dtype=np.int64))
+                   np.zeros(n, dtype=np.int64), np.array([policy, 0, 0], dtype=np.int64))
 
 
 @hot(inline="always")
@@ -95,6 +96,7 @@ def _push(ro, r, pool, cache, drops):
     c = ro.cnt[r]
     done = 0
     spins = 0
+    t_wait = 0
     while done < c:
         got = shim.ring_enqueue_burst(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
         done += got
@@ -105,6 +107,8 @@ def _push(ro, r, pool, cache, drops):
                     drops[R_RING_FULL] += 1
                 break
             ro.opts[1] += 1
+            if spins == 0:
+                t_wait = rdtsc()
             spins += 1
             # NB: an oversubscribed pipeline (more workers than cores) only
             # makes progress if a blocked producer gives its core away.
@@ -112,6 +116,8 @@ def _push(ro, r, pool, cache, drops):
                 shim.cpu_pause()
             else:
                 shim.cpu_yield()
+    if spins > 0:
+        ro.opts[2] += rdtsc() - t_wait      # backpressure, not work: kept out of busy cycles
     ro.cnt[r] = 0
     return done
 
