@@ -30,7 +30,7 @@ PAPER = {
 }
 
 SWEEPS = {
-    "quick": dict(fig2=[100, 10_000], fig5=[64, 1024], fig6=[100, 10_000], fig6_sizes=[64],
+    "quick": dict(fig2=[1_000, 100_000], fig5=[64, 1024], fig6=[1_000, 100_000], fig6_sizes=[64],
                   duration=0.4, repeats=3),
     "full": dict(fig2=[100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000],
                  fig5=[64, 128, 256, 512, 1024, 1518],
@@ -252,7 +252,7 @@ def plots(res, outdir, line_rate):
     ax.set_ylabel("throughput (Gbps, data rate)")
     ax.set_yscale("log")
     ax.set_title(f"Fig. 5: RTC vs PL, capped at {line_rate:g} Gbps line rate")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     fig.tight_layout()
     files["fig5"] = "fig5_rtc_vs_pl.png"
     fig.savefig(os.path.join(outdir, files["fig5"]), dpi=110)
