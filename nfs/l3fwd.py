@@ -30,7 +30,7 @@ import numpy as np
 from pynf import table
 from pynf.config import BURST_MAX
 from pynf.errors import ConfigError, UsageError, parse_ipv4, read_lines
-from pynf.hashing import hash32
+from pynf.hashing import hash32, hash32_many
 from pynf.nf import drop, nf
 
 MAX_PORT = 1023
@@ -89,8 +89,12 @@ def make_state(cfg):
         opts=np.array([cfg.default_port], dtype=np.int64),
         h=np.zeros(BURST_MAX, dtype=np.int64),
     )
-    for ip, port in cfg.routes:
-        if not route_add(st, ip, port):
+    if cfg.routes:
+        ips = np.array([r[0] for r in cfg.routes], dtype=np.int64)
+        ports = np.array([r[1] for r in cfg.routes], dtype=np.int64)
+        hs = np.zeros(len(ips), dtype=np.int64)
+        hash32_many(ips, hs)
+        if table.add_many(t, ips, np.zeros(len(ips), dtype=np.int64), hs, ports):
             raise UsageError(f"l3fwd: more routes than capacity {cfg.capacity}")
     return st
 

@@ -20,7 +20,6 @@ BURST_DEFAULT = 32      # DPDK's customary burst
 BURST_MAX = 256         # header arrays are sized for this
 HEADROOM = 128          # bytes before packet data (RTE_PKTMBUF_HEADROOM)
 DATAROOM = 2048         # bytes of packet data per buffer (RTE_MBUF_DEFAULT_DATAROOM)
-META_OFF = 8            # per-packet metadata lives in the headroom, at off - META_OFF
 
 
 def hot(fn=None, **extra):

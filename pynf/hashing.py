@@ -35,6 +35,12 @@ def hash32(x):
     return fmix32((int(x) * 0x9E3779B1) & M32)
 
 
+@hot
+def hash32_many(xs, out):
+    for i in range(len(xs)):
+        out[i] = hash32(xs[i])
+
+
 @hot(inline="always")
 def key5(src_ip, dst_ip, sport, dport, proto):
     """Pack a 5-tuple into the two key words of a pynf.table.

@@ -10,7 +10,7 @@ only what changed, fixing the IPv4 header checksum and the TCP/UDP checksum
 incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). A UDP checksum of
 0 means "none" (RFC 768) and stays 0; a computed 0 is sent as 0xFFFF.
 """
-from pynf.config import META_OFF, hot
+from pynf.config import hot
 import numpy as np
 
 from pynf.intrinsics import ld8, ld16, ld32, prefetch, st8, st16, st32
@@ -161,8 +161,8 @@ def parse_into(b, live, n, first, drops, want_eth):
     """Parse packets 0..n-1; list the good ones in live[], count the rest.
 
     first: this stage is the first of its chain, so every verdict starts at
-    output port 0; a later pipeline stage takes the verdict the previous
-    stage left in the packet's headroom. Returns the number of live packets.
+    output port 0; in a later pipeline stage the ring receive has already put
+    the previous stage's verdict in b.port. Returns the number of live packets.
     """
     mem = b.mem
     # Start loading every packet's first line: a burst's misses overlap
@@ -178,8 +178,6 @@ def parse_into(b, live, n, first, drops, want_eth):
         else:
             if first:
                 b.port[i] = 0
-            else:
-                b.port[i] = load_meta(mem, b.off[i])
             live[m] = i
             m += 1
     return m
@@ -189,20 +187,6 @@ def parse_into(b, live, n, first, drops, want_eth):
 def parse_burst(b, live, n, first, drops):
     """parse_into with every field (tests, tools)."""
     return parse_into(b, live, n, first, drops, True)
-
-
-@hot(inline="always")
-def store_meta(mem, off, port):
-    """Leave the verdict in the headroom for the next pipeline stage."""
-    st32(mem, off - META_OFF, port & 0xFFFFFFFF)
-
-
-@hot(inline="always")
-def load_meta(mem, off):
-    v = ld32(mem, off - META_OFF)
-    if v >= 0x80000000:
-        v -= 0x100000000
-    return v
 
 
 @hot(inline="always")

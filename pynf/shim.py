@@ -93,7 +93,7 @@ else:
                                                         types.uint16, u64, u64))
     dpdk_tx = _register(_dpdk, "pynf_tx", types.uint16(types.uint16, types.uint16, u64, types.uint16))
     dpdk_free_bulk = _register(_dpdk, "pynf_free_bulk", void(u64, u32))
-    dpdk_locate = _register(_dpdk, "pynf_mbuf_locate", void(u64, u64, u64, u32, u64))
+    dpdk_locate = _register(_dpdk, "pynf_mbuf_locate", void(u64, u64, u64, u64, u32, u64))
     rte_ring_enqueue = _register(_dpdk, "pynf_rte_ring_enqueue", u32(u64, u64, u32))
     rte_ring_dequeue = _register(_dpdk, "pynf_rte_ring_dequeue", u32(u64, u64, u32))
     rte_ring_count = _register(_dpdk, "pynf_rte_ring_count", u32(u64))

@@ -122,6 +122,17 @@ def add(t, k0, k1, h, v):
 
 
 @hot
+def add_many(t, k0, k1, h, v):
+    """Insert or update many keys (control path, compiled: a million routes
+    in milliseconds). Returns how many did not fit."""
+    missed = 0
+    for i in range(len(k0)):
+        if not add(t, k0[i], k1[i], h[i], v[i]):
+            missed += 1
+    return missed
+
+
+@hot
 def delete(t, k0, k1, h):
     """Remove a key (control path); backward-shift keeps probe chains intact."""
     s = find(t, k0, k1, h)

@@ -267,10 +267,14 @@ void pynf_free_bulk(uint64_t *bufs, uint32_t n)
 	rte_pktmbuf_free_bulk((struct rte_mbuf **)bufs, n);
 }
 
-void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, uint32_t n, uint64_t base)
+void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, int32_t *in_ports,
+		      uint32_t n, uint64_t base)
 {
-	for (uint32_t i = 0; i < n; i++)
-		locate((struct rte_mbuf *)(uintptr_t)bufs[i], &offs[i], &lens[i], base);
+	for (uint32_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = (struct rte_mbuf *)(uintptr_t)bufs[i];
+		locate(m, &offs[i], &lens[i], base);
+		in_ports[i] = m->port;
+	}
 }
 
 void *pynf_rte_ring_create(const char *name, uint32_t size, int socket)

@@ -48,8 +48,9 @@ uint16_t pynf_rx(uint16_t port, uint16_t queue, uint64_t *bufs, int64_t *offs,
 /* Transmit n packets; those the port refuses are freed. Returns sent. */
 uint16_t pynf_tx(uint16_t port, uint16_t queue, uint64_t *bufs, uint16_t n);
 void pynf_free_bulk(uint64_t *bufs, uint32_t n);
-/* offs/lens of n mbufs (after a ring hop) */
-void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, uint32_t n, uint64_t base);
+/* offs, lens and input ports of n mbufs (after a ring hop) */
+void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, int32_t *in_ports,
+                      uint32_t n, uint64_t base);
 
 void *pynf_rte_ring_create(const char *name, uint32_t size, int socket);
 void pynf_rte_ring_free(void *r);

@@ -87,6 +87,10 @@ def test_tiny_rings_conserve(policy, io_kind):
     assert all(r["size"] == 64 and r["fill_max"] <= 64 for r in rep["rings"])
     if policy == "wait":
         assert "ring_full" not in rep["drops"]
+    else:
+        # 3 workers on this machine's 2 cores with 64-entry rings: the first
+        # stage outruns the others, so the drop path is exercised
+        assert rep["drops"].get("ring_full", 0) > 0
     assert set(rep["drops"]) <= {"acl", "ring_full"}
 
 

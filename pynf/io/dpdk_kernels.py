@@ -13,7 +13,7 @@ from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
 from pynf.io.mem import W_RX, W_RX_BYTES, W_TX, W_TX_BYTES
-from pynf.io.ring import P_DROP, meta_store
+from pynf.io.ring import P_DROP
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address
 PoolView = namedtuple("PoolView", "mem base")
@@ -138,8 +138,11 @@ def ring_rx(ri, base, h, b, burst, ws):
             ri.fill[r, 2] = cnt
         if cnt > 0:
             got = shim.rte_ring_dequeue(ri.rings[r], h.ctypes.data + 8 * n, burst - n)
+            for k in range(n, n + got):     # the verdict rides in the pointer's top 16 bits
+                b.port[k] = h[k] >> np.uint64(48)
+                h[k] = h[k] & np.uint64(0xFFFFFFFFFFFF)
             shim.dpdk_locate(h.ctypes.data + 8 * n, b.off.ctypes.data + 8 * n,
-                             b.len.ctypes.data + 4 * n, got, base)
+                             b.len.ctypes.data + 4 * n, b.in_port.ctypes.data + 4 * n, got, base)
             for k in range(n, n + got):
                 ws[W_RX_BYTES] += b.len[k]
             n += got
@@ -165,15 +168,14 @@ def rings_empty(ri):
 def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
     """Forward live[:m] to the next stage's rte_rings by flow hash."""
     _free_dropped(b, live, m, n, h, scratch)
-    mem = b.mem
     nr = len(ro.rings)
     for j in range(m):
         i = live[j]
         r = 0
         if nr > 1:
             r = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nr
-        meta_store(mem, b.off[i], b.port[i], b.in_port[i], b.len[i])
-        ro.stage[r, ro.cnt[r]] = h[i]
+        # user-space addresses fit in 48 bits: the verdict port rides on top
+        ro.stage[r, ro.cnt[r]] = h[i] | (np.uint64(b.port[i]) << np.uint64(48))
         ro.cnt[r] += 1
         ws[W_TX_BYTES] += b.len[i]
     sent = 0
@@ -187,7 +189,7 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
             if done < c:
                 if ro.opts[0] == P_DROP:
                     for k in range(done, c):
-                        scratch[k - done] = ro.stage[r, k]
+                        scratch[k - done] = ro.stage[r, k] & np.uint64(0xFFFFFFFFFFFF)   # strip the verdict
                     shim.dpdk_free_bulk(scratch.ctypes.data, c - done)
                     drops[R_RING_FULL] += c - done
                     break
