@@ -13,7 +13,7 @@ from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
 from pynf.io.mem import W_RX, W_RX_BYTES, W_TX, W_TX_BYTES
-from pynf.io.ring import P_DROP
+from pynf.io.ring import P_DROP, backoff, sample_fill
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address
 PoolView = namedtuple("PoolView", "mem base")
@@ -132,10 +132,7 @@ def ring_rx(ri, base, h, b, burst, ws):
     r = ri.rr[0]
     for _ in range(nr):
         cnt = shim.rte_ring_count(ri.rings[r])
-        ri.fill[r, 0] += 1
-        ri.fill[r, 1] += cnt
-        if cnt > ri.fill[r, 2]:
-            ri.fill[r, 2] = cnt
+        sample_fill(ri, r, cnt)
         if cnt > 0:
             got = shim.rte_ring_dequeue(ri.rings[r], h.ctypes.data + 8 * n, burst - n)
             for k in range(n, n + got):     # the verdict rides in the pointer's top 16 bits
@@ -197,10 +194,7 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
                 if spins == 0:
                     t_wait = rdtsc()
                 spins += 1
-                if spins < 64:
-                    shim.cpu_pause()
-                else:
-                    shim.cpu_yield()
+                backoff(spins)
         if spins > 0:
             ro.opts[2] += rdtsc() - t_wait
         sent += done

@@ -5,12 +5,12 @@ rings, each single-producer/single-consumer; a packet goes to downstream
 replica hash5(5-tuple) mod D, so a flow always meets the same replica (and
 its state) and keeps its order. What the next stage needs besides the bytes
 travels in the ring entry itself, beside the buffer index: the verdict port,
-the input port and the frame length (pack_entry). NB: the first version
-wrote them into the packet's headroom, a second cache line per packet to
-move between cores; packing them into the entry cut the ring hop from
-about 270 to about 170 busy cycles per packet (bench/RESULTS.md). The next
-stage re-parses the headers from the bytes, which arrive in its cache with
-the hop; carrying the parsed header arrays instead would copy 17 fields.
+the input port and the frame length (pack_entry). NB: writing them into
+the packet's headroom instead (the first version) touches a second cache
+line per packet that then has to move between cores (bench/RESULTS.md has
+the A/B). The next stage re-parses the headers from the bytes, which arrive
+in its cache with the hop; carrying the parsed header arrays instead would
+copy 17 fields per packet through the ring.
 
 A full ring makes the producer wait (backpressure, the default) or drop the
 packet under `ring_full` (--ring-full drop).
@@ -52,6 +52,25 @@ def pack_entry(idx, ln, port, in_port):
     return np.uint64(int(idx) | (int(ln) << 32) | (int(port) << 44) | (int(in_port) << 54))
 
 
+@hot(inline="always")
+def sample_fill(ri, r, cnt):
+    """Record ring r's fill level at this poll (for the report's mean and max)."""
+    ri.fill[r, 0] += 1
+    ri.fill[r, 1] += cnt
+    if cnt > ri.fill[r, 2]:
+        ri.fill[r, 2] = cnt
+
+
+@hot(inline="always")
+def backoff(spins):
+    # NB: an oversubscribed pipeline (more workers than cores) only makes
+    # progress if a blocked producer gives its core away.
+    if spins < 64:
+        shim.cpu_pause()
+    else:
+        shim.cpu_yield()
+
+
 @hot
 def rx_mem(ri, pool, h, b, burst, ws):
     """Dequeue up to `burst` in-memory buffers from the input rings."""
@@ -61,10 +80,7 @@ def rx_mem(ri, pool, h, b, burst, ws):
     r = ri.rr[0]
     for _ in range(nr):
         cnt = shim.ring_count(ri.rings[r])
-        ri.fill[r, 0] += 1
-        ri.fill[r, 1] += cnt
-        if cnt > ri.fill[r, 2]:
-            ri.fill[r, 2] = cnt
+        sample_fill(ri, r, cnt)
         if cnt > 0:
             got = shim.ring_dequeue_burst(ri.rings[r], h.ctypes.data + 8 * n, burst - n)
             for k in range(n, n + got):
@@ -116,12 +132,7 @@ def _push(ro, r, pool, cache, drops):
             if spins == 0:
                 t_wait = rdtsc()
             spins += 1
-            # NB: an oversubscribed pipeline (more workers than cores) only
-            # makes progress if a blocked producer gives its core away.
-            if spins < 64:
-                shim.cpu_pause()
-            else:
-                shim.cpu_yield()
+            backoff(spins)
     if spins > 0:
         ro.opts[2] += rdtsc() - t_wait      # backpressure, not work: kept out of busy cycles
     ro.cnt[r] = 0
