@@ -15,7 +15,7 @@ Behaviour:  TTL <= 1: drop (reason ttl). Otherwise look the destination
 Drops:      ttl         TTL was 0 or 1 (RFC 1812 5.3.1)
             no_route    no entry for the destination
 Settings:   default_port   port for misses (-1: drop, the default)
-            capacity       table entries (default: the routes' count)
+            capacity       table entries (default: twice the routes, at least 1024)
 Default:    without --routes, a route for every built-in flow's
             destination (flow i -> port i mod #ports) and for each default
             LB backend, so acl,lb,l3fwd forwards what the ACL allows.
@@ -80,8 +80,9 @@ O_DEFAULT_PORT = 0
 
 def make_state(cfg):
     cfg.validate()
-    t = table.make_table(max(1, cfg.capacity or len(cfg.routes)))
-    nports = max([p for _, p in cfg.routes] + [cfg.default_port, 0]) + 1
+    # room to add routes while running (route_add), unless a capacity is set
+    t = table.make_table(cfg.capacity or max(1024, 2 * len(cfg.routes)))
+    nports = MAX_PORT + 1        # every port has its MACs, so route_add may use any
     st = L3State(
         routes=t,
         src_mac=np.array([MAC_SRC_BASE + p for p in range(nports)], dtype=np.uint64),
@@ -100,10 +101,14 @@ def make_state(cfg):
 
 
 def route_add(st, ip, port):
-    """Control path: add or replace a route (between bursts)."""
-    if port >= len(st.src_mac):
-        raise UsageError(f"l3fwd: port {port} beyond the state's {len(st.src_mac)} ports")
-    return table.add(st.routes, int(ip), 0, hash32(int(ip)), int(port))
+    """Control path: add or replace a route. While a chain runs, call it
+    through Runtime.control("l3fwd", lambda st: route_add(st, ip, port)),
+    which applies it between bursts in every replica."""
+    if not 0 <= port < len(st.src_mac):
+        raise UsageError(f"l3fwd: port {port} outside 0..{len(st.src_mac) - 1}")
+    if not table.add(st.routes, int(ip), 0, hash32(int(ip)), int(port)):
+        raise UsageError(f"l3fwd: route table full ({st.routes.info[table.I_CAP]} routes)")
+    return True
 
 
 @nf("l3fwd", drops=("ttl", "no_route"), config=L3fwdConfig, state=make_state)

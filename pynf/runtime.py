@@ -76,6 +76,7 @@ class Worker:
     exited: bool = False
     error: BaseException = None
     counters: dict = None
+    pending: list = field(default_factory=list)     # control changes to apply between bursts
 
 
 def numba_message(err):
@@ -118,6 +119,7 @@ class Runtime:
         self.writer = None
         self.elapsed = 0.0
         self.startup_s = None
+        self.running = False
 
     # ---- set-up ----
 
@@ -230,6 +232,8 @@ class Runtime:
                     self._flush_capture(w)
                 elif rc == loops.RC_DONE:
                     break
+                if w.pending:
+                    self._apply_pending(w)
                 if w.stage == 0 and self.stop_input.is_set():
                     break
             if hw is not None:
@@ -243,9 +247,52 @@ class Runtime:
             self.io.thread_exit()
             self._exit(w)
 
+    def _apply_pending(self, w):
+        with self.capture_lock:
+            todo, w.pending = w.pending, []
+        for j, fn, done, errs in todo:
+            try:
+                fn(w.states[j])
+            except Exception as e:  # noqa: BLE001 - handed to control()'s caller
+                errs.append(e)
+            finally:
+                done.set()
+
+    def control(self, nf_name, fn, timeout=5.0):
+        """Apply fn(state) to NF nf_name's state in every replica, between
+        bursts: each worker runs it on its own replica's state when its loop
+        next returns (within a few ms), so the fast path never sees a half
+        change and no lock is taken on it. Blocks until all replicas have it."""
+        jobs, errs = [], []
+        for w in self.workers:
+            for j, spec in enumerate(self.specs[w.stage]):
+                if spec.name == nf_name:
+                    done = threading.Event()
+                    with self.capture_lock:
+                        if w.exited or not self.running:
+                            fn(w.states[j])
+                            continue
+                        w.pending.append((j, fn, done, errs))
+                    jobs.append(done)
+        if not jobs and not any(s.name == nf_name for ss in self.specs for s in ss):
+            raise UsageError(f"control: no NF {nf_name!r} in this chain")
+        for done in jobs:
+            if not done.wait(timeout):
+                raise RuntimeFailure(f"control: a worker did not apply the change to {nf_name} "
+                                     f"within {timeout} s")
+        if errs:
+            raise errs[0]
+
     def _exit(self, w):
         with self.capture_lock:
             w.exited = True
+            for j, fn, done, errs in w.pending:   # exiting: apply what is left, unblock control()
+                try:
+                    fn(w.states[j])
+                except Exception as e:  # noqa: BLE001
+                    errs.append(e)
+                done.set()
+            w.pending = []
             s = w.stage
             if all(x.exited for x in self.workers if x.stage == s):
                 for x in self.workers:
@@ -274,6 +321,7 @@ class Runtime:
         threads = [threading.Thread(target=self._work, args=(w,), daemon=True,
                                     name=f"pynf-s{w.stage}r{w.replica}") for w in self.workers]
         t0 = time.perf_counter()
+        self.running = True
         for t in threads:
             t.start()
         self.startup_s = process_age()
@@ -292,6 +340,8 @@ class Runtime:
             for t in threads:
                 t.join()
         self.elapsed = time.perf_counter() - t0
+        with self.capture_lock:
+            self.running = False
         if self.writer is not None:
             self.writer.close()
         errs = [w.error for w in self.workers if w.error is not None]

@@ -206,3 +206,39 @@ def test_nf_that_allocates_is_refused(tmp_path):
                  "    tmp = np.zeros(n)\n    pkts.port[0] = int(tmp.sum())\n")
     rc, _, err = run(["--rtc", f"{p}:alloc", "--packets", "10"])
     assert rc == 2 and "NF alloc" in err and "NRT" in err, err
+
+
+def test_control_change_between_bursts(tmp_path):
+    """A route added while the chain runs takes effect without stopping it."""
+    import threading
+    import time
+    from nfs.l3fwd import route_add
+    from pynf.context import RunContext
+    from pynf.errors import format_ipv4
+    from pynf.flows import make_flows
+    from pynf.io import feed
+    from pynf.io.mem import MemIO
+    from pynf.plan import parse
+    from pynf.runtime import Options, Runtime
+    from pynf.stats import report, tsc_hz
+    fs = make_flows(64, 1)
+    routes = tmp_path / "routes.txt"
+    routes.write_text("".join(f"{format_ipv4(d)} 0\n" for d in fs.dst_ip[1:]))   # flow 0 has none
+    plan = parse(rtc="l3fwd", cores=2)
+    opts = Options(duration=1.2, cores=[0, 1])
+    rt = Runtime(plan, RunContext(flows=64, routes=str(routes), n_ports=2), opts,
+                 io=MemIO(feed.builtin(64, 64, 1, 2), opts.tx_ports, hz=tsc_hz()))
+    rt.build()
+    rt.compile()
+    t = threading.Thread(target=rt.run)
+    t.start()
+    time.sleep(0.5)
+    missing = int(fs.dst_ip[0])
+    rt.control("l3fwd", lambda st: route_add(st, missing, 1))
+    before = sum(int(w.drops.sum()) for w in rt.workers)
+    t.join()
+    rep = report(rt)
+    rt.close()
+    assert conserved(rep)
+    assert rep["drops"].get("no_route", 0) > 0 and before > 0
+    assert rep["ports"].get("1", {}).get("tx", 0) > 0            # only the new route uses port 1
