@@ -82,7 +82,7 @@ def print_plan(rt, err):
         t.add_column(col)
     last = len(rt.plan.stages) - 1
     for w in rt.workers:
-        nfs = ",".join(s.name for s in rt.specs[w.stage])
+        nfs = ",".join(s.name for s in rt.specs[w.stage]) or "(none: spreads or gathers flows)"
         if w.stage == 0:
             src = f"{rt.io.name} rx queue {w.replica}"
         else:

@@ -109,12 +109,20 @@ def test_eal_and_port_errors_exit_1(eal, msg):
     assert r.returncode == 1 and msg in r.stderr, r.stderr
 
 
-def test_port_without_enough_queues(tmp_path):
-    p = tmp_path / "in.pcap"
-    write_pcap(p, mixed_frames(random.Random(1), 10))
-    r = sub(["--rtc", "acl", "--cores", "2", "--packets", "10", "--quiet", "--", "--no-huge", "--no-pci",
-             "-m", "256", "--no-shconf", "--no-telemetry", f"--vdev=net_pcap0,rx_pcap={p}", "--vdev=net_null0"])
-    assert r.returncode == 1 and "rx" in r.stderr and "needed" in r.stderr, r.stderr
+def test_port_without_rss_gets_software_dispatch(tmp_path):
+    """--cores 2 on a one-queue net_pcap: a dispatch core spreads flows by hash."""
+    frames = mixed_frames(random.Random(1), 3000)
+    p, out = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(p, frames)
+    r = sub(["--rtc", "acl,lb,l3fwd", "--cores", "2", "--packets", "3000", "--json", "--quiet", "--",
+             "--no-huge", "--no-pci", "-m", "256", "--no-shconf", "--no-telemetry",
+             f"--vdev=net_pcap0,rx_pcap={p}", f"--vdev=net_pcap1,tx_pcap={out}"])
+    assert r.returncode == 0, r.stderr
+    assert "has no RSS" in r.stderr and "dispatch stage" in r.stderr and "gathers" in r.stderr
+    rep = json.loads(r.stdout)
+    assert conserved(rep) and rep["rx"] == 3000 and rep["mbufs_in_use"] == 0
+    assert [s["nfs"] for s in rep["stages"]] == [[], ["acl", "lb", "l3fwd"], []]
+    assert rep["stages"][1]["replicas"] == 2 and len(pcap.read(str(out))) == rep["tx"]
 
 
 def test_user_vdevs_pass_through(tmp_path):

@@ -200,6 +200,30 @@ class DpdkIO:
                 self.say(f"pynf: warning: port {p} is on NUMA node {sock} but workers run on cores "
                          f"{far} of another node: every packet crosses the interconnect")
 
+    def queue_check(self, nq, ntx, opts):
+        """Can the ports give each of nq receiving replicas its own RSS queue,
+        and each of ntx transmitting replicas its own tx queue? Returns
+        (rx_why, tx_why): None where they can. pynf's own vdevs always can
+        (their rx streams are split by hash, their tx queues made to fit)."""
+        if not self.user_eal or (nq <= 1 and ntx <= 1):
+            return None, None
+        self._check_hugepages(opts.eal_args)
+        eal_init(list(opts.eal_args))
+        ports = self._ports()
+        rx = [p for p in opts.rx_ports if p in ports]
+        tx = list(opts.tx_ports) if self.tx_ports_given else ([p for p in ports if p not in rx] or rx)
+        rx_why = tx_why = None
+        for p in rx if nq > 1 else []:
+            info = self._info(p)
+            if not info["rss"]:
+                rx_why = f"port {p} ({info['name']}) has no RSS"
+            elif info["max_rx"] < nq:
+                rx_why = f"port {p} ({info['name']}) has {info['max_rx']} rx queue(s)"
+        for p in tx if ntx > 1 else []:
+            if p in ports and self._info(p)["max_tx"] < ntx:
+                tx_why = f"port {p} ({self._info(p)['name']}) has {self._info(p)['max_tx']} tx queue(s)"
+        return rx_why, tx_why
+
     @staticmethod
     def _infinite_mbufs(eal_args):
         """mbufs a net_pcap infinite_rx device keeps (its whole file, in a ring)."""
