@@ -19,7 +19,6 @@ column 3 / column 4.
 """
 import hashlib
 import importlib.util
-import inspect
 import os
 import sys
 
@@ -72,12 +71,10 @@ from pynf.packet import parse_into, writeback_one
 from pynf.stage import settle
 {imports}
 
-# fields this stage's NFs may change: eth, ttl, src, dst, sport, dport
-WB = ({wb})
-
-
 @hot
 def writeback(b, live, m):
+    # compares and writes only what this stage's NFs may change:
+    # eth, ttl, src_ip, dst_ip, sport, dport = {wb_args}
     mem = b.mem
     for j in range(m):
         writeback_one(mem, b, live[j], {wb_args})
@@ -153,7 +150,7 @@ def generate(specs):
     wb_call = "    writeback(b, live, m)" if any(flags) else "    pass  # no NF here writes a header field"
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
                             states=states, calls=calls, k=len(specs),
-                            wb=", ".join(map(str, flags)), wb_args=", ".join(map(str, flags)),
+                            wb_args=", ".join(map(str, flags)),
                             want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1)
 
 
@@ -180,10 +177,3 @@ def compile_stage(specs, tail=""):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
-
-
-def source_line(fn):
-    try:
-        return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
-    except (OSError, TypeError):
-        return "?"

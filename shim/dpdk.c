@@ -183,11 +183,6 @@ int pynf_port_stats(uint16_t port, uint64_t *out)
 	return 0;
 }
 
-int pynf_socket_of_cpu(unsigned int cpu)
-{
-	return (int)rte_lcore_to_socket_id(cpu);
-}
-
 void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, int socket)
 {
 	return rte_pktmbuf_pool_create(name, n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,

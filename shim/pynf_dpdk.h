@@ -32,7 +32,6 @@ int pynf_port_setup(uint16_t port, uint16_t nrxq, uint16_t ntxq, uint16_t nrxd,
                     uint16_t ntxd, void *pool, int rss);
 int pynf_port_stop(uint16_t port);
 int pynf_port_stats(uint16_t port, uint64_t *out);   /* 8 counters, see dpdk.c */
-int pynf_socket_of_cpu(unsigned int cpu);
 
 void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, int socket);
 void pynf_pool_free(void *pool);

@@ -297,13 +297,11 @@ class DpdkIO:
             path = os.path.join(self.tmp.name, f"rx{k}.pcap")
             w = pcap.Writer(path)
             if len(seq):
-                full = f.t_copy[seq] >= f.t_len[seq]
-                pad = np.zeros(int(f.t_len.max()), dtype=np.uint8)
+                # built-in templates hold the first 64 bytes: pad with the zero payload
+                pad = bytes(int(f.t_len.max()))
                 for t in seq.tolist():
                     o, ln, c = int(f.t_off[t]), int(f.t_len[t]), int(f.t_copy[t])
-                    frame = f.arena[o:o + c].tobytes() + (b"" if c >= ln else pad[:ln - c].tobytes())
-                    w.write(frame, 0)
-                del full
+                    w.write(f.arena[o:o + c].tobytes() + pad[:max(0, ln - c)], 0)
             w.close()
             files.append(path)
             counts.append(len(seq))
