@@ -13,7 +13,6 @@ Medians of --rounds runs; every run is a fresh `pynf run` process.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 

@@ -115,7 +115,7 @@ def cmd_run(a, out, err):
     from pynf import plan as planmod
     from pynf.context import RunContext
     from pynf.runtime import Options, Runtime
-    from pynf.stats import report, tsc_hz
+    from pynf.stats import report
     from pynf.ui import Status, print_plan, print_report, say
 
     settings = _check(a)

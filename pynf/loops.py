@@ -7,7 +7,7 @@ Python only every few milliseconds (at `deadline`, a TSC value) so that the
 runtime can stop it, flush captures and show progress.
 
 Worker counters (ws): 0 rx, 1 tx, 2 bursts, 3 idle polls, 4 stage cycles,
-5 rx bytes, 6 tx bytes, 7 busy cycles (receive + stage + transmit of the
+5 rx bytes, 6 unused, 7 busy cycles (receive + stage + transmit of the
 non-empty bursts).
 
 Return codes: 0 deadline reached, 1 capture buffer full (flush and call

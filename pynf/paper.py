@@ -211,6 +211,12 @@ def plots(res, outdir, line_rate):
     import matplotlib.pyplot as plt
     files = {}
 
+    def save(fig, key, name):
+        fig.tight_layout()
+        files[key] = name
+        fig.savefig(os.path.join(outdir, name), dpi=110)
+        plt.close(fig)
+
     def errbars(rows, key="mpps"):
         return ([r[key] - r["mpps_min"] for r in rows], [r["mpps_max"] - r[key] for r in rows])
 
@@ -229,10 +235,7 @@ def plots(res, outdir, line_rate):
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
-    fig.tight_layout()
-    files["fig2"] = "fig2_lb_flows.png"
-    fig.savefig(os.path.join(outdir, files["fig2"]), dpi=110)
-    plt.close(fig)
+    save(fig, "fig2", "fig2_lb_flows.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sizes = sorted({r["frame_size"] for r in res["fig5"]})
@@ -253,10 +256,7 @@ def plots(res, outdir, line_rate):
     ax.set_yscale("log")
     ax.set_title(f"Fig. 5: RTC vs PL, capped at {line_rate:g} Gbps line rate")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
-    fig.tight_layout()
-    files["fig5"] = "fig5_rtc_vs_pl.png"
-    fig.savefig(os.path.join(outdir, files["fig5"]), dpi=110)
-    plt.close(fig)
+    save(fig, "fig5", "fig5_rtc_vs_pl.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for size in sorted({r["frame_size"] for r in res["fig6"]}):
@@ -274,10 +274,7 @@ def plots(res, outdir, line_rate):
     ax.set_ylabel("throughput (Mpps)")
     ax.set_title("Fig. 6: RTC throughput vs NF state size")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files["fig6"] = "fig6_rtc_state.png"
-    fig.savefig(os.path.join(outdir, files["fig6"]), dpi=110)
-    plt.close(fig)
+    save(fig, "fig6", "fig6_rtc_state.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     nfs = [r["nf"] for r in res["table2"]]
@@ -290,10 +287,7 @@ def plots(res, outdir, line_rate):
     ax.set_ylabel("cycles per packet")
     ax.set_title("Table 2: per-NF cycles, RTC vs PL")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files["table2"] = "table2_cycles.png"
-    fig.savefig(os.path.join(outdir, files["table2"]), dpi=110)
-    plt.close(fig)
+    save(fig, "table2", "table2_cycles.png")
     return files
 
 

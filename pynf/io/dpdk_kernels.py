@@ -12,7 +12,7 @@ from pynf.config import BURST_MAX, hot
 from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import W_RX, W_RX_BYTES, W_TX, W_TX_BYTES
+from pynf.io.mem import W_RX, W_RX_BYTES, W_TX
 from pynf.io.ring import P_DROP, backoff, sample_fill
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address
@@ -111,7 +111,6 @@ def tx(b, live, m, n, h, dst, txmap, txstat, drops, ws):
         dst.stage[k, dst.cnt[k]] = h[i]
         dst.cnt[k] += 1
         txstat[dst.ports[k], 1] += b.len[i]
-        ws[W_TX_BYTES] += b.len[i]
     for k in range(nports):
         c = dst.cnt[k]
         if c == 0:
@@ -174,7 +173,6 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
         # user-space addresses fit in 48 bits: the verdict port rides on top
         ro.stage[r, ro.cnt[r]] = h[i] | (np.uint64(b.port[i]) << np.uint64(48))
         ro.cnt[r] += 1
-        ws[W_TX_BYTES] += b.len[i]
     sent = 0
     for r in range(nr):
         c = ro.cnt[r]

@@ -44,7 +44,9 @@ Capture = namedtuple("Capture", "mem rec st")
 C_NREC, C_NBYTES, C_ON = 0, 1, 2
 
 # worker counters (int64[16]); shared with pynf.runtime
-W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_TX_BYTES, W_BUSY = range(8)
+# (slot 6 is unused: transmitted bytes are counted per port in txstat)
+W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES = range(6)
+W_BUSY = 7
 
 
 class MemPool:
@@ -187,7 +189,6 @@ def tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws):
         ln = b.len[i]
         txstat[tp, 0] += 1
         txstat[tp, 1] += ln
-        ws[W_TX_BYTES] += ln
         if capture:
             r = cap.st[C_NREC]
             o = cap.st[C_NBYTES]

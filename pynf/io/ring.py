@@ -7,8 +7,8 @@ its state) and keeps its order. What the next stage needs besides the bytes
 travels in the ring entry itself, beside the buffer index: the verdict port,
 the input port and the frame length (pack_entry). NB: writing them into
 the packet's headroom instead (the first version) touches a second cache
-line per packet that then has to move between cores (bench/RESULTS.md has
-the A/B). The next stage re-parses the headers from the bytes, which arrive
+line per packet that then has to move between cores. (Not measured apart:
+the change was within this machine's run-to-run spread.) The next stage re-parses the headers from the bytes, which arrive
 in its cache with the hop; carrying the parsed header arrays instead would
 copy 17 fields per packet through the ring.
 
@@ -24,7 +24,7 @@ from pynf.config import BURST_MAX, hot
 from pynf.drops import R_RING_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import HEADROOM, SLOT, W_IDLE, W_RX, W_RX_BYTES, W_TX, W_TX_BYTES, cache_put
+from pynf.io.mem import HEADROOM, SLOT, W_RX, W_RX_BYTES, W_TX, cache_put
 
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
@@ -75,7 +75,6 @@ def backoff(spins):
 def rx_mem(ri, pool, h, b, burst, ws):
     """Dequeue up to `burst` in-memory buffers from the input rings."""
     nr = len(ri.rings)
-    mem = pool.mem
     n = 0
     r = ri.rr[0]
     for _ in range(nr):
@@ -142,7 +141,6 @@ def _push(ro, r, pool, cache, drops):
 @hot
 def tx_ring(b, live, m, n, h, ro, pool, cache, drops, ws):
     """Forward live[:m] to the next stage by flow hash; free the dropped."""
-    mem = pool.mem
     nr = len(ro.rings)
     # dropped packets: back to the pool (live[] is in index order)
     j = 0
@@ -163,5 +161,3 @@ def tx_ring(b, live, m, n, h, ro, pool, cache, drops, ws):
         if ro.cnt[r] > 0:
             sent += _push(ro, r, pool, cache, drops)
     ws[W_TX] += sent
-    for j in range(m):
-        ws[W_TX_BYTES] += b.len[live[j]]
