@@ -40,7 +40,7 @@ def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, 
             b.off[i] = o
             b.len[i] = 60
         t0 = rdtsc()
-        stage(b, live, burst, True, drops, nfstat, *states)
+        stage(b, live, burst, 1, drops, nfstat, *states)   # flags: F_FIRST
         tot += rdtsc() - t0
     return tot
 

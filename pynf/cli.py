@@ -46,6 +46,9 @@ def build_parser():
     r.add_argument("--seed", type=int, default=1, metavar="N", help="built-in traffic: seed (1)")
     r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
     r.add_argument("--pcap-out", metavar="FILE", help="write every transmitted packet here")
+    r.add_argument("--iface", action="append", default=[], metavar="NAME[=IP/LEN]",
+                   help="a Linux interface as a port (repeat; ports numbered in order); "
+                        "=IP/LEN gives the port an address and a connected route")
     r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
     r.add_argument("--tx-ports", metavar="P,P", help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
     r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
@@ -119,8 +122,11 @@ def cmd_run(a, out, err):
     from pynf.ui import Status, print_plan, print_report, say
 
     settings = _check(a)
+    host = _host(a)
     rx_ports = _int_list(a.rx_ports, "--rx-ports")
     tx_ports = _int_list(a.tx_ports or "0,1", "--tx-ports")
+    if host is not None:
+        rx_ports = tx_ports = list(range(len(host.ifaces)))
     cpus = sorted(os.sched_getaffinity(0))
     plan = planmod.parse(a.rtc, a.pl, a.stages, a.replicas, a.cores if a.rtc else None)
     for name in settings:
@@ -131,13 +137,15 @@ def cmd_run(a, out, err):
         say(err, f"warning: {plan.workers} workers on {len(cpus)} cores: workers share cores "
                  "(idle ones yield), so figures are not per-core figures")
     duration = a.duration
-    if duration is None and a.packets is None and a.pcap_in is None:
-        duration = 3.0
+    if duration is None and a.packets is None and a.pcap_in is None and host is None:
+        duration = 3.0          # built-in traffic; real ports run until SIGINT/SIGTERM
     opts = Options(io="mem", burst=a.burst, duration=duration, packets=a.packets, flows=a.flows,
                    frame_size=a.frame_size, rate=a.rate, seed=a.seed, pcap_in=a.pcap_in,
                    pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
                    counters=a.counters)
+    opts.ifaces = host.ifaces if host is not None else None
+    opts.host = host is not None
     if a.counters:
         from pynf.perf import probe
         why = probe()
@@ -145,7 +153,8 @@ def cmd_run(a, out, err):
             say(err, f"pynf: note: {why}; --counters reports none")
             opts.counters = False
     ctx = RunContext(acl_rules=a.acl_rules, routes=a.routes, backends=a.backends,
-                     flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings)
+                     flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings,
+                     host=host)
     io = _make_io(a, plan, opts, err)
     if io.name == "dpdk":
         # Software RSS where a port cannot spread flows over the replicas'
@@ -174,7 +183,8 @@ def cmd_run(a, out, err):
         say(err, "pynf: compiling (cached after the first run)...")
         rt.compile()
         status = None if (a.quiet or not err.isatty()) else Status(err)
-        what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else "until the input ends")
+        what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else
+                                                   "until stopped" if host else "until the input ends")
         say(err, f"pynf: running ({what}; Ctrl-C stops, drains and reports)")
         rt.run(progress=status.update if status else None)
     finally:
@@ -190,6 +200,23 @@ def cmd_run(a, out, err):
     return 0
 
 
+def _host(a):
+    """The --iface ports (pynf.control.host), or None."""
+    if not a.iface:
+        return None
+    from pynf.control.host import Host, parse_iface
+    if a.eal:
+        raise UsageError("--iface: give either --iface or EAL arguments (after --), not both")
+    if a.pcap_in:
+        raise UsageError("--iface with --pcap-in: the ports are the traffic")
+    if a.io == "mem":
+        raise UsageError("--iface needs --io dpdk (the in-memory NIC has no interfaces)")
+    if a.rx_ports != "0" or a.tx_ports is not None:
+        raise UsageError("--iface: ports are the interfaces in the order given; "
+                         "--rx-ports/--tx-ports do not apply")
+    return Host([parse_iface(t, k) for k, t in enumerate(a.iface)])
+
+
 def _make_io(a, plan, opts, err):
     from pynf.io import dpdk as dpdkmod
     from pynf.io import feed as feedmod
@@ -199,6 +226,8 @@ def _make_io(a, plan, opts, err):
     io_kind = a.io
     if io_kind is None:
         io_kind = "dpdk" if dpdkmod.available() else "mem"
+        if io_kind == "mem" and a.iface:
+            raise RuntimeFailure(f"--iface: {dpdkmod.why_unavailable()}")
         if io_kind == "mem":
             say(err, f"pynf: in-memory I/O: {dpdkmod.why_unavailable()}")
     elif io_kind == "dpdk" and not dpdkmod.available():
@@ -213,7 +242,7 @@ def _make_io(a, plan, opts, err):
         once = a.duration is None and a.packets is None
         f = feedmod.from_pcap(a.pcap_in, nq, once)
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
-    elif not a.eal:
+    elif not a.eal and not a.iface:
         f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
     if io_kind == "dpdk":
         if a.rate:

@@ -14,6 +14,7 @@ class RunContext:
     seed: int = 1
     n_ports: int = 2            # NF output ports in use (len of --tx-ports)
     settings: dict = field(default_factory=dict)   # --set NF.KEY=VALUE, by NF name
+    host: object = None         # --iface ports and addresses (pynf.control.host.Host), or None
 
     @cached_property
     def flow_set(self):

@@ -19,6 +19,8 @@ FRAMEWORK = (
     "bad_verdict",   # an NF wrote a drop code it did not declare
     "tx_full",       # the output port's queue had no room
     "ring_full",     # an inter-stage ring had no room (--ring-full drop)
+    "no_slowpath",   # handed to the slow path where the I/O has none (--io mem)
+    "slowpath_full", # the slow path's queue had no room
 )
 # Code 0 means "no drop" (the parser's success value), so codes start at 1.
 CODES = {name: i + 1 for i, name in enumerate(FRAMEWORK)}
@@ -36,6 +38,25 @@ R_OVERSIZE = CODES["oversize"]
 R_BAD_VERDICT = CODES["bad_verdict"]
 R_TX_FULL = CODES["tx_full"]
 R_RING_FULL = CODES["ring_full"]
+R_NO_SLOWPATH = CODES["no_slowpath"]
+R_SLOWPATH_FULL = CODES["slowpath_full"]
 
 NF_BASE = 32        # first code handed to NF reasons
 MAX_REASONS = 128   # size of a worker's drop counter array
+
+# Punt codes: a packet on its way to the slow path carries, as its verdict,
+# PUNT_BASE | owner << 8 | k: owner 0 is the framework (k = P_ARP: an ARP
+# frame), owner j + 1 the chain's j-th NF, which asked with slowpath(k).
+# Verdicts travel in 16 bits (the ring entry), so owners stop at 127.
+PUNT_BASE = 0x8000
+P_ARP = 0
+MAX_PUNT_OWNER = 127
+
+
+def punt_code(owner, k):
+    return PUNT_BASE | (owner << 8) | k
+
+
+def punt_owner(code):
+    """(owner, k) of a punt code: owner 0 the framework, j + 1 NF j."""
+    return (code >> 8) & 0x7F, code & 0xFF

@@ -6,9 +6,7 @@ the next stage's rings). The loop is compiled, holds no GIL, and returns to
 Python only every few milliseconds (at `deadline`, a TSC value) so that the
 runtime can stop it, flush captures and show progress.
 
-Worker counters (ws): 0 rx, 1 tx, 2 bursts, 3 idle polls, 4 stage cycles,
-5 rx bytes, 6 unused, 7 busy cycles (receive + stage + transmit of the
-non-empty bursts).
+Worker counters (ws): the W_* slots of pynf.io.mem.
 
 Return codes: 0 deadline reached, 1 capture buffer full (flush and call
 again), 2 input finished (queue replayed, or upstream done and rings empty).
@@ -30,9 +28,10 @@ from pynf.io import dpdk_kernels as _dk
 LOOP = '''
 @hot
 def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfstat,
-           deadline, burst, first, upstream_done{states}):
+           deadline, burst, flags, upstream_done{states}):
     idle = 0
     while True:
+        {inject}
         if not _mem.capture_room(cap, burst):
             return 1
         t_rx = _rdtsc()
@@ -52,7 +51,7 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
             continue
         idle = 0
         t0 = _rdtsc()
-        m = stage(b, live, n, first, drops, nfstat{states})
+        m = stage(b, live, n, flags, drops, nfstat{states})
         t1 = _rdtsc()
         ws[4] += t1 - t0
         ws[2] += 1
@@ -71,6 +70,8 @@ RX = {
     "dpdk": "_dk.rx(src, pool.base, h, b, burst, drops, ws)",
     "dring": "_dk.ring_rx(src, pool.base, h, b, burst, ws)",
 }
+# sends what the slow path queued (the last stage's replicas on DPDK)
+INJECT = {"dpdk": "_dk.inject(dst, txmap, txstat, drops, ws)"}
 DONE = {
     "mem": "src.st[3] != 0",
     "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)",
@@ -78,7 +79,7 @@ DONE = {
     "dring": "upstream_done[0] != 0 and _dk.rings_empty(src)",
 }
 TX = {
-    "mem": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws)",
+    "mem": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, drops, ws)",
     "ring": "_ring.tx_ring(b, live, m, n, h, dst, pool, cache, drops, ws)",
     "dpdk": "_dk.tx(b, live, m, n, h, dst, txmap, txstat, drops, ws)",
     "dring": "_dk.ring_tx(b, live, m, n, h, dst, drops, ws, cache)",
@@ -99,5 +100,5 @@ def generate(nstates, kinds):
         out.append(HEADER_DPDK)
     for rx, tx in sorted(set(kinds)):
         out.append(LOOP.format(name=loop_name(rx, tx), rx=RX[rx], done=DONE[rx], tx=TX[tx],
-                               states=states))
+                               inject=INJECT.get(tx, "pass"), states=states))
     return "".join(out)

@@ -42,11 +42,24 @@ from pynf.errors import UsageError
 
 DROP = -1
 
+# Verdicts >= 0: an output port (MAX_PORT at most); SLOWPATH .. SLOWPATH+255:
+# hand the packet to the NF's slow path (see `slowpath`). A stage turns the
+# latter into a punt code (pynf.drops.punt_code) that names the NF.
+MAX_PORT = 1023
+SLOWPATH = 0x4000
+
 
 @hot(inline="always")
 def drop(k):
     """Verdict that drops a packet under the NF's k-th declared reason."""
     return -1 - k
+
+
+@hot(inline="always")
+def slowpath(k):
+    """Verdict that hands a packet to the NF's slow-path handler (Python,
+    off the fast path) with a small code k (0..255) saying why."""
+    return SLOWPATH + k
 
 
 def apply_settings(name, cfg, settings):
@@ -87,34 +100,50 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 WRITABLE = ("eth_dst", "eth_src", "src_ip", "dst_ip", "ttl", "sport", "dport")
 
 
-def fields_used(fn):
+def fields_used(fn, arg=0, seen=None):
     """(read, written) Batch fields of an NF function, from its source.
 
     The stage compiler specialises parsing and write-back to these, so a
-    stage whose NFs never change the MACs never compares them. Anything the
-    analysis cannot see through (the batch handed to another function, a
-    field array taken as a whole) counts as read and written, so it is
-    conservative: at worst a field is written back that did not change.
+    stage whose NFs never change the MACs never compares them. The batch
+    handed to a helper function of the NF's module (a plain or @hot
+    function) is followed into it; anything else the analysis cannot see
+    through (the batch handed elsewhere, a field array taken as a whole)
+    counts as read and written, so it is conservative: at worst a field is
+    written back that did not change.
     """
+    everything = (set(WRITABLE), set(WRITABLE))
+    seen = set() if seen is None else seen
+    fn = getattr(fn, "py_func", fn)
+    if fn in seen:
+        return set(), set()
+    seen.add(fn)
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):
-        return set(WRITABLE), set(WRITABLE)
+        return everything
     func = tree.body[0]
-    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or not func.args.args:
-        return set(WRITABLE), set(WRITABLE)
-    pk = func.args.args[0].arg
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or len(func.args.args) <= arg:
+        return everything
+    pk = func.args.args[arg].arg
     parents = {}
     for node in ast.walk(func):
         for child in ast.iter_child_nodes(node):
             parents[child] = node
     reads, writes = set(), set()
     for node in ast.walk(func):
-        if not (isinstance(node, ast.Name) and node.id == pk) or node is func.args.args[0]:
+        if not (isinstance(node, ast.Name) and node.id == pk) or node is func.args.args[arg]:
             continue
         attr = parents.get(node)
+        call = attr if isinstance(attr, ast.Call) and node in attr.args else None
+        if call is not None and isinstance(call.func, ast.Name):
+            helper = getattr(fn, "__globals__", {}).get(call.func.id)
+            if helper is not None and callable(getattr(helper, "py_func", helper)):
+                r, w = fields_used(helper, call.args.index(node), seen)
+                reads |= r
+                writes |= w
+                continue
         if not isinstance(attr, ast.Attribute):
-            return set(WRITABLE), set(WRITABLE)      # the batch escapes
+            return everything                        # the batch escapes
         sub = parents.get(attr)
         if isinstance(sub, ast.Subscript) and sub.value is attr:
             (writes if isinstance(sub.ctx, ast.Store) else reads).add(attr.attr)
@@ -141,6 +170,7 @@ class NFSpec:
     doc: str = ""
     reads: frozenset = frozenset()
     writes: frozenset = frozenset()
+    slow: object = None         # slow-path handler (sp, frame, code), or None
 
     def make_config(self, ctx):
         settings = dict(getattr(ctx, "settings", {}).get(self.name, {}))
@@ -161,8 +191,11 @@ class NFSpec:
 _REGISTRY = {}
 
 
-def nf(name, drops=(), config=None, state=None):
-    """Register the decorated burst function as NF `name` (the CLI token)."""
+def nf(name, drops=(), config=None, state=None, slow=None):
+    """Register the decorated burst function as NF `name` (the CLI token).
+
+    slow: a Python function (sp, frame, code) that receives the packets the
+    NF hands over with `slowpath(code)`; see pynf.control.slowpath."""
     if not _NAME.match(name):
         raise NFError(f"NF name {name!r} must be snake_case")
     for r in drops:
@@ -178,7 +211,7 @@ def nf(name, drops=(), config=None, state=None):
         line = inspect.getsourcelines(fn)[1] if src else 0
         reads, writes = fields_used(fn)
         spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
-                      config=config, state=state, source=src, line=line,
+                      config=config, state=state, slow=slow, source=src, line=line,
                       doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
                       reads=frozenset(reads), writes=frozenset(writes))
         prev = _REGISTRY.get(name)

@@ -14,7 +14,7 @@ from pynf.config import hot
 import numpy as np
 
 from pynf.intrinsics import ld8, ld16, ld32, prefetch, st8, st16, st32
-from pynf.drops import (R_IP_IHL, R_IP_LEN, R_IP_TRUNCATED, R_IP_VERSION, R_L4_TRUNCATED,
+from pynf.drops import (P_ARP, PUNT_BASE, R_IP_IHL, R_IP_LEN, R_IP_TRUNCATED, R_IP_VERSION, R_L4_TRUNCATED,
                         R_NOT_IPV4, R_RUNT, R_TCP_DOFF, R_VLAN_STACK)
 
 ETH_IPV4 = 0x0800
@@ -156,13 +156,32 @@ def parse_one(mem, b, i, want_eth):
     return 0
 
 
+F_FIRST = 1     # parse flag: the chain's first stage (verdicts start at port 0)
+F_HOST = 2      # parse flag: ports have addresses: ARP frames go to the slow path
+ETH_ARP = 0x0806
+
+
 @hot(inline="always")
-def parse_into(b, live, n, first, drops, want_eth):
+def is_arp(mem, o, ln):
+    """An ARP frame (untagged or with one 802.1Q tag)?"""
+    et = ld16(mem, o + 12)
+    if et == ETH_VLAN and ln >= 18:
+        et = ld16(mem, o + 16)
+    return et == ETH_ARP
+
+
+@hot(inline="always")
+def parse_into(b, live, n, flags, drops, want_eth):
     """Parse packets 0..n-1; list the good ones in live[], count the rest.
 
-    first: this stage is the first of its chain, so every verdict starts at
-    output port 0; in a later pipeline stage the ring receive has already put
-    the previous stage's verdict in b.port. Returns the number of live packets.
+    flags & F_FIRST: this stage is the first of its chain, so every verdict
+    starts at output port 0; in a later pipeline stage the ring receive has
+    already put the previous stage's verdict in b.port, and a packet already
+    on its way to the slow path (a punt code) skips this stage's NFs.
+    flags & F_HOST: ARP frames are punted (pynf.drops.P_ARP) instead of
+    dropped as not_ipv4.
+    Punted packets are listed from the end of live[] backwards.
+    Returns (live packets, punted packets).
     """
     mem = b.mem
     # Start loading every packet's first line: a burst's misses overlap
@@ -170,23 +189,36 @@ def parse_into(b, live, n, first, drops, want_eth):
     for i in range(n):
         prefetch(mem, np.uint64(b.off[i]))
     m = 0
+    q = 0
+    top = len(live) - 1
+    first = (flags & F_FIRST) != 0
     for i in range(n):
+        if not first and b.port[i] >= PUNT_BASE:
+            live[top - q] = i
+            q += 1
+            continue
         code = parse_one(mem, b, i, want_eth)
         if code != 0:
-            b.port[i] = -1 - code
-            drops[code] += 1
+            if code == R_NOT_IPV4 and (flags & F_HOST) != 0 and is_arp(mem, b.off[i], b.len[i]):
+                b.port[i] = PUNT_BASE | P_ARP
+                live[top - q] = i
+                q += 1
+            else:
+                b.port[i] = -1 - code
+                drops[code] += 1
         else:
             if first:
                 b.port[i] = 0
             live[m] = i
             m += 1
-    return m
+    return m, q
 
 
 @hot
-def parse_burst(b, live, n, first, drops):
-    """parse_into with every field (tests, tools)."""
-    return parse_into(b, live, n, first, drops, True)
+def parse_burst(b, live, n, flags, drops):
+    """parse_into with every field (tests, tools); returns the live count."""
+    m, _ = parse_into(b, live, n, flags, drops, True)
+    return m
 
 
 @hot(inline="always")

@@ -27,8 +27,10 @@ from pynf import loops, stage as stagemod
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
 from pynf.drops import MAX_REASONS, NAMES
+from pynf.io.mem import W_INJ_SENT, W_RX, W_TX
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
+from pynf.packet import F_FIRST, F_HOST
 from pynf.stats import process_age, tsc_hz
 
 SLICE_S = 0.005          # a worker returns to Python this often
@@ -135,14 +137,22 @@ class Runtime:
         cores = self.cores()
         kinds = loops.DPDK_KINDS if io.name == "dpdk" else loops.MEM_KINDS
         self.modules = []
+        base = 0
         for ss in self.specs:
-            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds)))
+            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base))
+            base += len(ss)
         first_reps = plan.stages[0].replicas
         opts.n_workers = plan.workers
         opts.n_tx_queues = plan.stages[-1].replicas
         opts.ring_slots = sum(a.replicas * b.replicas for a, b in zip(plan.stages, plan.stages[1:])) \
             * opts.ring_size
         io.open(first_reps, opts)
+        self.slow = None
+        flat = [sp for ss in self.specs for sp in ss]
+        host = getattr(self.ctx, "host", None)
+        if io.name == "dpdk" and (host is not None or any(sp.slow for sp in flat)):
+            from pynf.control.slowpath import SlowPath
+            self.slow = SlowPath(io, flat, host)
         # rings between consecutive stages: ring[s][u][d]
         ring_addrs = []
         for s in range(len(plan.stages) - 1):
@@ -159,6 +169,7 @@ class Runtime:
         last = len(plan.stages) - 1
         for s, sp in enumerate(plan.stages):
             for r in range(sp.replicas):
+                flags = (F_FIRST if s == 0 else 0) | (F_HOST if getattr(opts, "host", False) else 0)
                 rx = io.kinds["rx"] if s == 0 else io.kinds["ring"]
                 tx = io.kinds["tx"] if s == last else io.kinds["ring"]
                 w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))
@@ -172,15 +183,20 @@ class Runtime:
                 w.cap = self.io.make_capture(opts.pcap_out is not None and s == last)
                 w.src = io.rx_queue(r) if s == 0 else \
                     io.ring_in([ring_addrs[s - 1][u][r] for u in range(plan.stages[s - 1].replicas)])
-                w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].replicas)],
-                                    policy) if s != last else io.tx_queue(r)
+                if s != last:
+                    w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].replicas)],
+                                        policy)
+                elif self.slow is not None:
+                    w.dst = io.tx_queue(r, self.slow.punt_ring(), self.slow.inject.addr if r == 0 else 0)
+                else:
+                    w.dst = io.tx_queue(r)
                 w.upstream_done = np.zeros(1, dtype=np.int64)
                 w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
                 w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
                           io.pool_arg(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
-                          w.nfstat, np.uint64(0), np.int64(opts.burst), s == 0, w.upstream_done,
+                          w.nfstat, np.uint64(0), np.int64(opts.burst), np.int64(flags), w.upstream_done,
                           *w.states]
                 self.workers.append(w)
         if plan.workers > len(cores):
@@ -322,6 +338,8 @@ class Runtime:
                                     name=f"pynf-s{w.stage}r{w.replica}") for w in self.workers]
         t0 = time.perf_counter()
         self.running = True
+        if self.slow is not None:
+            self.slow.start()
         for t in threads:
             t.start()
         self.startup_s = process_age()
@@ -340,11 +358,15 @@ class Runtime:
             for t in threads:
                 t.join()
         self.elapsed = time.perf_counter() - t0
+        if self.slow is not None:
+            self.slow.stop()
         with self.capture_lock:
             self.running = False
         if self.writer is not None:
             self.writer.close()
         errs = [w.error for w in self.workers if w.error is not None]
+        if self.slow is not None and self.slow.error is not None:
+            errs.append(self.slow.error)
         if errs:
             raise RuntimeFailure(f"worker failed: {type(errs[0]).__name__}: {errs[0]}")
 
@@ -353,6 +375,9 @@ class Runtime:
 
     def close(self):
         """Release rings and the I/O backend (ports, pools); safe to call twice."""
+        if getattr(self, "slow", None) is not None:
+            self.slow.stop()         # (the report still reads its counters)
+            self.slow.close()
         if self.io is not None:
             self.io.close()
         for _, _, _, r in self.rings:
@@ -375,7 +400,9 @@ class Runtime:
         first = [w for w in self.workers if w.stage == 0]
         last_s = len(self.plan.stages) - 1
         last = [w for w in self.workers if w.stage == last_s]
-        rx = sum(int(w.ws[0]) for w in first)
-        tx = sum(int(w.ws[1]) for w in last)
+        rx = sum(int(w.ws[W_RX]) for w in first)
+        tx = sum(int(w.ws[W_TX]) + int(w.ws[W_INJ_SENT]) for w in last)
         drops = sum(int(w.drops.sum()) for w in self.workers)
+        if getattr(self, "slow", None) is not None:
+            drops += sum(self.slow.drops.values())
         return rx, tx, drops

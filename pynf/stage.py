@@ -6,16 +6,21 @@ called directly and inlined by LLVM) and caches it on disk like any other
 module. The module's name is a hash of the chain and of every source file
 it depends on, so editing an NF or pynf itself never loads stale code.
 
-The generated `stage(b, live, n, first, drops, nfstat, st0, st1, ...)`:
-  1. parses the burst into the Batch b (pynf.packet.parse_burst);
+The generated `stage(b, live, n, flags, drops, nfstat, st0, st1, ...)`:
+  1. parses the burst into the Batch b (pynf.packet.parse_into; flags are
+     its F_FIRST / F_HOST);
   2. runs each NF over the live packets, then `settle`s: packets the NF
      dropped leave the live list and are counted under the NF's reason;
-  3. writes changed header fields back (pynf.packet.writeback);
-  4. returns how many packets are still live; b.port holds every verdict.
-nfstat[k] = (rx, tx, drops, tsc cycles, packets in timed bursts, -) of NF
-k; the last row is the stage's own parse + write-back (its column 5 counts
-bursts). Cycles are sampled (one burst in SAMPLE), so cycles per packet is
-column 3 / column 4.
+     packets it handed to the slow path (pynf.nf.slowpath) leave it too,
+     their verdict turned into a punt code naming the NF (pynf.drops);
+  3. writes changed header fields back (pynf.packet.writeback_one), for
+     punted packets as well;
+  4. returns m: live[:m] are the packets to send on, the punted ones last;
+     b.port holds every verdict (>= PUNT_BASE: for the slow path).
+nfstat[k] = (rx, tx, drops, tsc cycles, packets in timed bursts, -, punted)
+of NF k; the last row is the stage's own parse + write-back (its column 5
+counts bursts, column 6 the ARP frames it punted). Cycles are sampled (one
+burst in SAMPLE), so cycles per packet is column 3 / column 4.
 """
 import hashlib
 import importlib.util
@@ -23,31 +28,52 @@ import os
 import sys
 
 from pynf.config import SOURCE_DIGEST, cache_dir, hot
-from pynf.drops import MAX_REASONS, NF_BASE, R_BAD_VERDICT
+from pynf.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
+from pynf.nf import SLOWPATH
 
-RX, TX, DROPS, CYCLES, SAMPLED, BURSTS = 0, 1, 2, 3, 4, 5
-NFSTAT_COLS = 6
+RX, TX, DROPS, CYCLES, SAMPLED, BURSTS, PUNTED = 0, 1, 2, 3, 4, 5, 6
+NFSTAT_COLS = 7
 
 
 @hot(inline="always")
-def settle(b, live, m, drops, nfstat, k, base, nreasons):
-    """Remove the packets NF k dropped from live[:m]; count them by reason."""
+def settle(b, live, m, q, drops, nfstat, k, base, nreasons, owner):
+    """Remove the packets NF k dropped or handed to the slow path from
+    live[:m]; count drops by reason; list the handed ones from the end of
+    live[] (q already there). Returns (kept, q)."""
     kept = 0
+    top = len(live) - 1
+    q0 = q
     for j in range(m):
         i = live[j]
         p = b.port[i]
-        if p >= 0:
+        if 0 <= p < SLOWPATH:
             live[kept] = i
             kept += 1
-        else:
-            r = -1 - p
-            code = base + r if r < nreasons else R_BAD_VERDICT
-            drops[code] += 1
-            b.port[i] = -1 - code       # from here on: the global reason
+            continue
+        if SLOWPATH <= p < SLOWPATH + 256:
+            b.port[i] = PUNT_BASE | (owner << 8) | (p - SLOWPATH)
+            live[top - q] = i
+            q += 1
+            continue
+        r = -1 - p
+        code = base + r if 0 <= r < nreasons else R_BAD_VERDICT
+        drops[code] += 1
+        b.port[i] = -1 - code           # from here on: the global reason
     nfstat[k, RX] += m
     nfstat[k, TX] += kept
-    nfstat[k, DROPS] += m - kept
-    return kept
+    nfstat[k, DROPS] += m - kept - (q - q0)
+    nfstat[k, PUNTED] += q - q0
+    return kept, q
+
+
+@hot(inline="always")
+def gather_punted(live, m, q):
+    """Append the punted packets (listed from the end of live[]) to
+    live[:m], so that the transmit side sees them; returns m + q."""
+    top = len(live) - 1
+    for k in range(q):
+        live[m + k] = live[top - k]
+    return m + q
 
 
 def reason_codes(specs):
@@ -68,20 +94,20 @@ from pynf.config import hot
 from pynf.intrinsics import rdtsc
 from pynf.nf import kernel
 from pynf.packet import parse_into, writeback_one
-from pynf.stage import settle
+from pynf.stage import settle, gather_punted
 {imports}
 
 @hot
-def writeback(b, live, m):
+def writeback(b, live, lo, hi):
     # compares and writes only what this stage's NFs may change:
     # eth, ttl, src_ip, dst_ip, sport, dport = {wb_args}
     mem = b.mem
-    for j in range(m):
+    for j in range(lo, hi):
         writeback_one(mem, b, live[j], {wb_args})
 
 
 @hot
-def stage(b, live, n, first, drops, nfstat{states}):
+def stage(b, live, n, flags, drops, nfstat{states}):
     # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
     # about 30 cycles, which timed on every burst would add a cycle per
     # packet per NF. The stage's total is timed on every burst by its loop.
@@ -91,7 +117,8 @@ def stage(b, live, n, first, drops, nfstat{states}):
     if timed:
         t = rdtsc()
     tp = t
-    m = parse_into(b, live, n, first, drops, {want_eth})
+    m, q = parse_into(b, live, n, flags, drops, {want_eth})
+    q0 = q
     m0 = m
     if timed:
         t = rdtsc()
@@ -100,7 +127,10 @@ def stage(b, live, n, first, drops, nfstat{states}):
 {wb_call}
     nfstat[{k}, 0] += n
     nfstat[{k}, 1] += m0
-    nfstat[{k}, 2] += n - m0
+    nfstat[{k}, 2] += n - m0 - q0
+    nfstat[{k}, 6] += q0
+    if q > 0:
+        m = gather_punted(live, m, q)
     if timed:
         nfstat[{k}, 3] += tp + (rdtsc() - t)
         nfstat[{k}, 4] += n
@@ -112,7 +142,7 @@ _CALL = '''\
     nf{j}(b, live, m, st{j})
     if timed:
         nfstat[{j}, 4] += m
-    m = settle(b, live, m, drops, nfstat, {j}, {base}, {nr})
+    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
     if timed:
         t = rdtsc()
         nfstat[{j}, 3] += t - tk
@@ -136,31 +166,37 @@ def _digest(specs, src):
     return h.hexdigest()[:16]
 
 
-def generate(specs):
-    """Source text of the stage module for NFs `specs` (in order)."""
+def generate(specs, nf_base=0):
+    """Source text of the stage module for NFs `specs` (in order); nf_base
+    is the chain position of the first (it names the NF in punt codes)."""
+    if nf_base + len(specs) > MAX_PUNT_OWNER:
+        raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
     imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
-    calls = "".join(_CALL.format(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c))
+    calls = "".join(_CALL.format(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c),
+                                 owner=nf_base + j + 1)
                     for j, c in enumerate(codes))
     states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*(s.writes for s in specs)) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
     flags = ["eth_dst" in writes or "eth_src" in writes] + [f in writes for f in FIELDS_WB[1:]]
     want_eth = bool({"eth_dst", "eth_src"} & used)
-    wb_call = "    writeback(b, live, m)" if any(flags) else "    pass  # no NF here writes a header field"
+    # punted packets are written back too: the slow path sees what the NFs made
+    wb_call = ("    writeback(b, live, 0, m)\n    if q > q0:\n        writeback(b, live, len(live) - q, len(live) - q0)"
+               if any(flags) else "    pass  # no NF here writes a header field")
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
                             states=states, calls=calls, k=len(specs),
                             wb_args=", ".join(map(str, flags)),
                             want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1)
 
 
-def compile_stage(specs, tail=""):
+def compile_stage(specs, tail="", nf_base=0):
     """Import (writing if needed) the generated stage module for `specs`.
 
     `tail` is extra generated source appended to the module (the runtime's
     worker loops), so that they too are compiled and cached with it.
     """
-    src = generate(specs) + tail
+    src = generate(specs, nf_base) + tail
     name = "pynf_stage_" + _digest(specs, src)
     d = os.path.join(cache_dir(), "stages")
     os.makedirs(d, exist_ok=True)

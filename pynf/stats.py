@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 
+from pynf.io.mem import W_PUNTED
 from pynf.traffic import FCS, WIRE_OVERHEAD
 
 _HZ = None
@@ -64,6 +65,10 @@ def report(rt):
         for code in w.drops.nonzero()[0]:
             n = names.get(int(code), f"reason_{code}")
             drops[n] = drops.get(n, 0) + int(w.drops[code])
+    slow = getattr(rt, "slow", None)
+    if slow is not None:
+        for n, v in slow.drops.items():
+            drops[n] = drops.get(n, 0) + v
     rx, tx, _ = rt.totals()
     first = [w for w in rt.workers if w.stage == 0]
     rx_bytes = sum(int(w.ws[5]) for w in first)
@@ -115,6 +120,7 @@ def report(rt):
         for p in np.nonzero(w.txstat[:, 0])[0]:
             ports[int(p)] = ports.get(int(p), 0) + int(w.txstat[p, 0])
     ports = {str(p): {"tx": ports[p]} for p in sorted(ports)}
+    punted = sum(int(w.ws[W_PUNTED]) for w in rt.workers)
     out = {
         "model": rt.plan.model,
         "chain": rt.plan.chain,
@@ -141,5 +147,7 @@ def report(rt):
         "burst": rt.opts.burst,
         "startup_s": None if rt.startup_s is None else round(rt.startup_s, 3),
     }
+    if slow is not None or punted:
+        out["slowpath"] = dict(punted=punted, **(slow.report(rt.workers) if slow is not None else {}))
     out.update(rt.io.report_extra(rt))
     return out

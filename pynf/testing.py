@@ -2,7 +2,8 @@
 
     from pynf.testing import run_frames
     res = run_frames(["acl", "l3fwd"], [frame1, frame2])
-    res.verdicts        # per frame: output port (int) or drop reason (str)
+    res.verdicts        # per frame: output port (int), drop reason (str), or
+                        # ("slowpath", NF name, code) for a packet handed to the slow path
     res.frames          # per frame: the bytes after the chain (None if dropped)
     res.drops           # reason -> count
 
@@ -18,7 +19,8 @@ import numpy as np
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, DATAROOM, HEADROOM
 from pynf.context import RunContext
-from pynf.drops import MAX_REASONS, NAMES
+from pynf.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
+from pynf.packet import F_FIRST, F_HOST
 from pynf.nf import load
 from pynf.stage import NFSTAT_COLS, compile_stage, reason_codes
 
@@ -36,12 +38,13 @@ class Result:
 class Chain:
     """One compiled stage with its NFs' state, fed bursts of frames."""
 
-    def __init__(self, nfs, ctx=None, states=None):
+    def __init__(self, nfs, ctx=None, states=None, host=False):
         self.specs = [load(x) if isinstance(x, str) else x for x in nfs]
         self.ctx = ctx or RunContext()
         if states is None:
             states = [s.make_state(s.make_config(self.ctx)) for s in self.specs]
         self.states = states
+        self.flags = F_FIRST | (F_HOST if host else 0)
         self.module = compile_stage(self.specs)
         self.names = dict(NAMES)
         for per in reason_codes(self.specs):
@@ -68,10 +71,15 @@ class Chain:
                 b.off[i] = o
                 b.len[i] = len(f)
                 b.in_port[i] = in_port
-            self.module.stage(b, self.live, len(chunk), True, self.drops, self.nfstat, *self.states)
+            self.module.stage(b, self.live, len(chunk), self.flags, self.drops, self.nfstat,
+                              *self.states)
             for i, f in enumerate(chunk):
                 p = int(b.port[i])
-                if p >= 0:
+                if p >= PUNT_BASE:
+                    owner, k = punt_owner(p)
+                    verdicts.append(("slowpath", self.specs[owner - 1].name if owner else "pynf", k))
+                    outs.append(mem[b.off[i]:b.off[i] + len(f)].tobytes())
+                elif p >= 0:
                     verdicts.append(p)
                     outs.append(mem[b.off[i]:b.off[i] + len(f)].tobytes())
                 else:

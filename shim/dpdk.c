@@ -262,6 +262,18 @@ void pynf_free_bulk(uint64_t *bufs, uint32_t n)
 	rte_pktmbuf_free_bulk((struct rte_mbuf **)bufs, n);
 }
 
+uint64_t pynf_mbuf_alloc(void *pool, uint16_t len)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc((struct rte_mempool *)pool);
+	if (m == NULL)
+		return 0;
+	if (rte_pktmbuf_append(m, len) == NULL) {
+		rte_pktmbuf_free(m);
+		return 0;
+	}
+	return (uint64_t)(uintptr_t)m;
+}
+
 void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, int32_t *in_ports,
 		      uint32_t n, uint64_t base)
 {

@@ -47,6 +47,9 @@ uint16_t pynf_rx(uint16_t port, uint16_t queue, uint64_t *bufs, int64_t *offs,
 /* Transmit n packets; those the port refuses are freed. Returns sent. */
 uint16_t pynf_tx(uint16_t port, uint16_t queue, uint64_t *bufs, uint16_t n);
 void pynf_free_bulk(uint64_t *bufs, uint32_t n);
+/* A new single-segment mbuf of len data bytes (the slow path's own
+ * packets), or 0 when the pool is empty or len does not fit. */
+uint64_t pynf_mbuf_alloc(void *pool, uint16_t len);
 /* offs, lens and input ports of n mbufs (after a ring hop) */
 void pynf_mbuf_locate(uint64_t *bufs, int64_t *offs, int32_t *lens, int32_t *in_ports,
                       uint32_t n, uint64_t base);

@@ -132,7 +132,10 @@ class DpdkIO:
     def open(self, nq, opts):
         lib = shim.dpdk
         ntx = opts.n_tx_queues
-        if self.user_eal:
+        if getattr(opts, "ifaces", None):
+            rx, tx, expected = self._attach_ifaces(nq, ntx, opts)
+            self.rx_ring_mbufs = {}
+        elif self.user_eal:
             self._check_hugepages(opts.eal_args)
             eal_init(list(opts.eal_args))
             ports = self._ports()
@@ -165,6 +168,8 @@ class DpdkIO:
                 raise RuntimeFailure(f"port {p} ({infos[p]['name']}) cannot be configured: {_err(ret)}")
             self.stats0[p] = self.port_stats(p)
         rss = {p: infos[p]["rss"] and nq > 1 for p in rx}
+        for i in getattr(opts, "ifaces", None) or []:
+            i.mac = int.from_bytes(bytes(infos[i.port]["mac"]), "big")
         self._check_numa(infos, opts)
         self.txmap = np.arange(len(tx), dtype=np.int32)
         self.say(self._describe(infos, nq, ntx, rss))
@@ -172,7 +177,8 @@ class DpdkIO:
             budget = -1
             if opts.packets is not None:
                 budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
-            self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k]))
+            pnum = list(range(len(rx))) if getattr(opts, "ifaces", None) else None
+            self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k], pnum=pnum))
 
     def _check_hugepages(self, eal_args):
         if any(a == "--no-huge" for a in eal_args):
@@ -251,7 +257,7 @@ class DpdkIO:
             raise RuntimeFailure(f"port {p}: {_err(ret)}")
         return dict(name=ffi.string(info.name).decode(), driver=ffi.string(info.driver).decode(),
                     max_rx=info.max_rx_queues, max_tx=info.max_tx_queues, socket=info.socket,
-                    rss=info.rss_offloads != 0)
+                    rss=info.rss_offloads != 0, mac=list(info.mac))
 
     def _attach_vdevs(self, nq, ntx, opts):
         mb = self._memory_mb(opts)
@@ -271,6 +277,24 @@ class DpdkIO:
             self.tx_files = None
             tx = [self._probe(f"net_null_tx{tag}_{k}") for k in range(len(opts.tx_ports))]
         return rx, tx, ([-1] * nq if loop else expected)
+
+    def _attach_ifaces(self, nq, ntx, opts):
+        """One net_af_packet port per --iface, in the order given. The kernel
+        spreads flows over the nq sockets (PACKET_FANOUT by flow hash), so
+        each replica polls its own queue; tx queues are the same pairs."""
+        if ntx > nq:
+            raise UsageError(f"--iface: the last stage has {ntx} replicas, more than the first "
+                             f"stage's {nq} (af_packet ports have one queue pair per replica)")
+        eal_init(["--no-huge", "--no-pci", "-m", str(max(512, nq * 256 + 256)), "--no-shconf",
+                  "--no-telemetry", "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"],
+                 managed=True)
+        ports = []
+        for i in opts.ifaces:
+            tag = f"{os.getpid()}_{DpdkPool._seq + 1}_{i.port}"
+            # ethdev ids are process-wide; NFs see pynf's numbering (the order given)
+            ports.append(self._probe(f"net_af_packet{tag},iface={i.name},qpairs={nq},qdisc_bypass=1"))
+        self.iface_ports = ports
+        return ports, ports, [-1] * nq
 
     def _memory_mb(self, opts):
         frames = self.feed.frames if self.feed.once else sum(len(s) for s in self.feed.seqs)
@@ -331,8 +355,18 @@ class DpdkIO:
     def rx_queue(self, k):
         return self.queues[k]
 
-    def tx_queue(self, k):
-        return dk.make_tx(self.tx_ports, k)
+    def port_number(self, ethdev):
+        """The port number NFs use for an ethdev id (see make_rx's pnum)."""
+        if getattr(self.opts, "ifaces", None):
+            return self.rx_ports.index(ethdev)
+        return ethdev
+
+    def ethdev(self, port):
+        """The ethdev id NF output port `port` goes to."""
+        return self.tx_ports[self.txmap[port % len(self.txmap)]]
+
+    def tx_queue(self, k, punt_ring=0, inject_ring=0):
+        return dk.make_tx(self.tx_ports, k, punt_ring, inject_ring)
 
     def mem(self):
         return self.pool.mem

@@ -9,35 +9,46 @@ import numpy as np
 
 from pynf import shim
 from pynf.config import BURST_MAX, hot
-from pynf.drops import R_OVERSIZE, R_RING_FULL, R_TX_FULL
+from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_RING_FULL, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import W_RX, W_RX_BYTES, W_TX
+from pynf.io.mem import (W_INJ_SENT, W_ORIG_FAILED, W_ORIG_SENT, W_PUNTED, W_RX, W_RX_BYTES,
+                         W_TX)
 from pynf.io.ring import P_DROP, backoff, sample_fill
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address
 PoolView = namedtuple("PoolView", "mem base")
-# ports/queues polled; st: [budget (-1 none), expected (-1 unknown), received, done, oversize]
-DpdkRx = namedtuple("DpdkRx", "ports queue rr st")
+# ports/queues polled; pnum: the port number NFs see as in_port (pynf's own
+# numbering with --iface, else the ethdev id); st: [budget (-1 none),
+# expected (-1 unknown), received, done, oversize]
+DpdkRx = namedtuple("DpdkRx", "ports pnum queue rr st")
 S_BUDGET, S_EXPECTED, S_RECEIVED, S_DONE, S_OVERSIZE = range(5)
-# tx ports and this worker's queue on them; staged handles per port; scratch for frees
-DpdkTx = namedtuple("DpdkTx", "ports queue stage cnt free")
+# tx ports and this worker's queue on them; staged handles per port; scratch for frees;
+# slow: [punt rte_ring, inject rte_ring, loop count] (0: none), see pynf.control.slowpath
+DpdkTx = namedtuple("DpdkTx", "ports queue stage cnt free slow")
+SL_PUNT, SL_INJECT, SL_ITER = 0, 1, 2
+# inject ring entry: bits 0-46 the mbuf's address, bit 47 "made by the slow
+# path" (not a received packet), bits 48-63 the port to send it on
+INJ_ORIG = np.uint64(1 << 47)
+ADDR_MASK = np.uint64((1 << 47) - 1)
 
 
-def make_rx(ports, queue, budget=-1, expected=-1):
+def make_rx(ports, queue, budget=-1, expected=-1, pnum=None):
     st = np.zeros(8, dtype=np.int64)
     st[S_BUDGET] = budget
     st[S_EXPECTED] = expected
     if budget == 0 or expected == 0:
         st[S_DONE] = 1
-    return DpdkRx(np.array(ports, dtype=np.int32), np.int32(queue), np.zeros(1, dtype=np.int64), st)
+    return DpdkRx(np.array(ports, dtype=np.int32), np.array(pnum if pnum is not None else ports, dtype=np.int32),
+                  np.int32(queue), np.zeros(1, dtype=np.int64), st)
 
 
-def make_tx(ports, queue):
+def make_tx(ports, queue, punt_ring=0, inject_ring=0):
     n = max(1, len(ports))
     return DpdkTx(np.array(ports, dtype=np.int32), np.int32(queue),
                   np.zeros((n, BURST_MAX), dtype=np.uint64), np.zeros(n, dtype=np.int64),
-                  np.zeros(BURST_MAX, dtype=np.uint64))
+                  np.zeros(BURST_MAX, dtype=np.uint64),
+                  np.array([punt_ring, inject_ring, 0], dtype=np.uint64))
 
 
 @hot
@@ -64,7 +75,7 @@ def rx(src, base, h, b, burst, drops, ws):
             if st[S_BUDGET] > 0:
                 st[S_BUDGET] = max(0, st[S_BUDGET] - ov)
         for k in range(n, n + got):
-            b.in_port[k] = src.ports[r]
+            b.in_port[k] = src.pnum[r]
             ws[W_RX_BYTES] += b.len[k]
         n += got
         r += 1
@@ -85,14 +96,11 @@ def rx(src, base, h, b, burst, drops, ws):
 
 
 @hot
-def _free_dropped(b, live, m, n, h, scratch):
-    """Free the packets of the burst that are not in live[:m]."""
+def _free_dropped(b, n, h, scratch):
+    """Free the packets of the burst that were dropped (negative verdicts)."""
     k = 0
-    j = 0
     for i in range(n):
-        if j < m and live[j] == i:
-            j += 1
-        else:
+        if b.port[i] < 0:
             scratch[k] = h[i]
             k += 1
     if k > 0:
@@ -100,13 +108,34 @@ def _free_dropped(b, live, m, n, h, scratch):
 
 
 @hot
+def _punt(dst, handle, code, drops, ws):
+    """Hand one packet to the slow path: its ring carries the punt code in
+    the top 16 bits; no slow path or a full ring frees it, counted."""
+    ring = dst.slow[SL_PUNT]
+    if ring != 0:
+        dst.free[0] = handle | (np.uint64(code) << np.uint64(48))
+        if shim.rte_ring_enqueue(ring, dst.free.ctypes.data, 1) == 1:
+            ws[W_PUNTED] += 1
+            return
+        drops[R_SLOWPATH_FULL] += 1
+    else:
+        drops[R_NO_SLOWPATH] += 1
+    dst.free[0] = handle
+    shim.dpdk_free_bulk(dst.free.ctypes.data, 1)
+
+
+@hot
 def tx(b, live, m, n, h, dst, txmap, txstat, drops, ws):
-    """Send live[:m] to their ports (NF port k -> txmap[k % len]); free the rest."""
-    _free_dropped(b, live, m, n, h, dst.free)
+    """Send live[:m] to their ports (NF port k -> txmap[k % len]); free the
+    dropped; hand punted packets to the slow path."""
+    _free_dropped(b, n, h, dst.free)
     nmap = len(txmap)
     nports = len(dst.ports)
     for j in range(m):
         i = live[j]
+        if b.port[i] >= PUNT_BASE:
+            _punt(dst, h[i], b.port[i], drops, ws)
+            continue
         k = txmap[b.port[i] % nmap]     # index into dst.ports
         dst.stage[k, dst.cnt[k]] = h[i]
         dst.cnt[k] += 1
@@ -162,8 +191,9 @@ def rings_empty(ri):
 
 @hot
 def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
-    """Forward live[:m] to the next stage's rte_rings by flow hash."""
-    _free_dropped(b, live, m, n, h, scratch)
+    """Forward live[:m] to the next stage's rte_rings by flow hash (punted
+    packets too: the last stage hands them to the slow path)."""
+    _free_dropped(b, n, h, scratch)
     nr = len(ro.rings)
     for j in range(m):
         i = live[j]
@@ -198,3 +228,34 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
         sent += done
         ro.cnt[r] = 0
     ws[W_TX] += sent
+
+
+@hot
+def inject(dst, txmap, txstat, drops, ws):
+    """Send what the slow path queued for this worker (one in 16 calls: the
+    check reads a ring index another core writes)."""
+    ring = dst.slow[SL_INJECT]
+    dst.slow[SL_ITER] += np.uint64(1)
+    if ring == 0 or (dst.slow[SL_ITER] & np.uint64(15)) != 0:
+        return
+    while True:
+        got = shim.rte_ring_dequeue(ring, dst.free.ctypes.data, BURST_MAX)
+        if got == 0:
+            return
+        for j in range(got):
+            e = dst.free[j]
+            port = e >> np.uint64(48)
+            handle = e & ADDR_MASK
+            dst.stage[0, 0] = handle
+            sent = shim.dpdk_tx(np.uint16(port), dst.queue, dst.stage[0].ctypes.data, 1)
+            orig = (e & INJ_ORIG) != 0
+            if sent == 1:
+                if orig:
+                    ws[W_ORIG_SENT] += 1
+                else:
+                    ws[W_INJ_SENT] += 1
+                    txstat[port, 0] += 1
+            elif orig:
+                ws[W_ORIG_FAILED] += 1
+            else:
+                drops[R_TX_FULL] += 1

@@ -24,7 +24,7 @@ import numpy as np
 
 from pynf import shim
 from pynf.config import DATAROOM, HEADROOM, hot
-from pynf.drops import R_OVERSIZE
+from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE
 from pynf.intrinsics import copy, rdtsc
 
 SLOT = HEADROOM + DATAROOM
@@ -44,9 +44,11 @@ Capture = namedtuple("Capture", "mem rec st")
 C_NREC, C_NBYTES, C_ON = 0, 1, 2
 
 # worker counters (int64[16]); shared with pynf.runtime
-# (slot 6 is unused: transmitted bytes are counted per port in txstat)
-W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES = range(6)
-W_BUSY = 7
+# W_PUNTED: handed to the slow path; W_INJ_SENT: punted packets the slow path
+# sent back out through this worker; W_ORIG_SENT / W_ORIG_FAILED: packets
+# the slow path made itself (ARP requests), sent / refused by the port.
+W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_PUNTED, W_BUSY = range(8)
+W_INJ_SENT, W_ORIG_SENT, W_ORIG_FAILED = 8, 9, 10
 
 
 class MemPool:
@@ -178,13 +180,19 @@ def rx(q, pool, cache, h, b, burst, drops, ws):
 
 
 @hot
-def tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws):
-    """Transmit live[:m] to their ports, free all n buffers of the burst."""
+def tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, drops, ws):
+    """Transmit live[:m] to their ports, free all n buffers of the burst.
+    Packets for the slow path are dropped (no_slowpath): this NIC has none."""
     mem = pool.mem
     nmap = len(txmap)
     capture = cap.st[C_ON] != 0
+    sent = 0
     for j in range(m):
         i = live[j]
+        if b.port[i] >= PUNT_BASE:
+            drops[R_NO_SLOWPATH] += 1
+            continue
+        sent += 1
         tp = txmap[b.port[i] % nmap]
         ln = b.len[i]
         txstat[tp, 0] += 1
@@ -198,7 +206,7 @@ def tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, ws):
             cap.rec[r, 2] = rdtsc()
             cap.st[C_NREC] = r + 1
             cap.st[C_NBYTES] = o + ln
-    ws[W_TX] += m
+    ws[W_TX] += sent
     for i in range(n):
         cache_put(pool, cache, h[i])
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from pynf import shim
 from pynf.config import BURST_MAX, hot
-from pynf.drops import R_RING_FULL
+from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
 from pynf.io.mem import HEADROOM, SLOT, W_RX, W_RX_BYTES, W_TX, cache_put
@@ -142,16 +142,17 @@ def _push(ro, r, pool, cache, drops):
 def tx_ring(b, live, m, n, h, ro, pool, cache, drops, ws):
     """Forward live[:m] to the next stage by flow hash; free the dropped."""
     nr = len(ro.rings)
-    # dropped packets: back to the pool (live[] is in index order)
-    j = 0
+    # dropped packets (negative verdicts): back to the pool
     for i in range(n):
-        if j < m and live[j] == i:
-            j += 1
-        else:
+        if b.port[i] < 0:
             cache_put(pool, cache, h[i])
     sent = 0
     for j in range(m):
         i = live[j]
+        if b.port[i] >= PUNT_BASE:      # the in-memory NIC has no slow path
+            cache_put(pool, cache, h[i])
+            drops[R_NO_SLOWPATH] += 1
+            continue
         r = 0
         if nr > 1:
             r = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nr
