@@ -1,53 +1,84 @@
-"""l3fwd: exact-match IPv4 forwarding on the destination address.
+"""l3fwd: IPv4 forwarding: longest-prefix match with ARP, or exact match.
 
-Synopsis:   pynf run --rtc ...,l3fwd [--routes FILE] [--set l3fwd.KEY=VALUE]
-Routes:     one '<a.b.c.d> <port>' per line, '#' comments; a later line
-            for the same address replaces the earlier one.
-Behaviour:  TTL <= 1: drop (reason ttl). Otherwise look the destination
-            up in an exact-match hash table (pynf.table); on a hit the
-            packet goes to the route's port with TTL decremented (the stage
-            updates the header checksum incrementally, RFC 1624) and its
-            Ethernet source/destination set for that port: source
-            02:00:00:00:00:<port>, destination 02:00:00:00:01:<port>
-            (the port's own MAC and its next hop's, as DPDK l3fwd's
-            --eth-dest sets them). A miss is dropped (no_route), or sent to
-            default_port when that is set.
+Synopsis:   pynf run --rtc ...,l3fwd [--routes FILE] [--iface NAME=IP/LEN ...]
+            [--set l3fwd.KEY=VALUE]
+Routes:     one route per line, '#' comments:
+              a.b.c.d/len port [next-hop]   longest-prefix match (DPDK l3fwd's
+                                            LPM mode); without a next hop the
+                                            destination is on that port's subnet
+              a.b.c.d port                  exact match on the destination (the
+                                            paper's mode, DPDK l3fwd's EM mode)
+            A later line for the same destination or prefix replaces the
+            earlier one; ports are 0..1023.
+Router mode (any prefix route, or --iface): every --iface IP/LEN adds a
+            connected route for its subnet and makes its address pynf's own.
+            A packet to one of pynf's addresses is answered if it is an ICMP
+            echo request (the reply leaves by the port it came in on) and
+            dropped (local) otherwise. Other packets: TTL <= 1 is dropped
+            (ttl); the destination is looked up (exact match first, then
+            LPM); the next hop (the route's, else the destination) is looked
+            up in the neighbour table (pynf.control.neigh, filled by ARP); the
+            packet leaves with TTL decremented, the output port's own MAC as
+            source and the neighbour's as destination. A next hop without a
+            MAC yet goes to the slow path, which holds it, sends ARP requests
+            and sends it once the neighbour answers (or drops it,
+            neigh_unresolved): no packet leaves with a made-up MAC. (On its
+            way there the packet's Ethernet destination carries the port and
+            next hop; the slow path overwrites it before sending.)
+Paper mode (exact-match routes only, no --iface): as the paper's L3FWD: a
+            hit goes to the route's port with TTL decremented and Ethernet
+            source/destination 02:00:00:00:00:<port> / 02:00:00:00:01:<port>
+            (the port's MAC and its next hop's, as DPDK l3fwd's --eth-dest
+            sets them).
 Drops:      ttl         TTL was 0 or 1 (RFC 1812 5.3.1)
-            no_route    no entry for the destination
+            no_route    no route for the destination
+            local       to one of pynf's addresses, and not an ICMP echo request
 Settings:   default_port   port for misses (-1: drop, the default)
-            capacity       table entries (default: twice the routes, at least 1024)
-Default:    without --routes, a route for every built-in flow's
-            destination (flow i -> port i mod #ports) and for each default
-            LB backend, so acl,lb,l3fwd forwards what the ACL allows.
-Example:    pynf run --rtc l3fwd --routes routes.txt --set l3fwd.default_port=0
-Follows:    the paper's L3FWD NF and DPDK l3fwd's exact-match mode.
+            capacity       exact-match entries and LPM routes (default: twice the
+                           routes, at least 1024; room for routes added while running)
+Default:    without --routes or --iface, an exact route for every built-in
+            flow's destination (flow i -> port i mod #ports) and for each
+            default LB backend, so acl,lb,l3fwd forwards what the ACL allows.
+            With --iface and no --routes: the connected routes.
+Example:    pynf run --rtc acl,lb,l3fwd --iface veth0=10.0.1.1/24 --iface veth1=10.0.2.1/24
+Follows:    the paper's L3FWD NF; DPDK l3fwd (EM and LPM modes, rte_lpm's DIR-24-8).
 """
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynf import table
-from pynf.config import BURST_MAX
+from pynf import lpm, table
+from pynf.access import load8, load16, store8, store16
+from pynf.config import BURST_MAX, hot
+from pynf.control import neigh
 from pynf.errors import ConfigError, UsageError, parse_ipv4, read_lines
 from pynf.hashing import hash32, hash32_many
-from pynf.nf import drop, nf
+from pynf.nf import MAX_PORT, drop, nf, slowpath
+from pynf.packet import csum_apply, csum_delta16
 
-MAX_PORT = 1023
 MAC_SRC_BASE = 0x020000000000
 MAC_DST_BASE = 0x020000000100
+K_FORWARD, K_LOCAL, K_FREE = 0, 1, 255
+ICMP_ECHO_TTL = 64
 
 
 @dataclass(frozen=True)
 class L3fwdConfig:
-    routes: tuple = ()          # ((ipv4, port), ...)
+    routes: tuple = ()          # exact match: ((ipv4, port), ...)
+    prefixes: tuple = ()        # LPM: ((prefix, len, port, next hop or 0), ...)
     default_port: int = -1
     capacity: int = 0
+    host: object = field(default=None, compare=False)   # pynf.control.host.Host
 
     @classmethod
     def from_context(cls, ctx):
+        host = getattr(ctx, "host", None)
         if ctx.routes:
-            return cls(parse_routes(ctx.routes))
+            exact, prefixes = parse_routes(ctx.routes)
+            return cls(exact, prefixes, host=host)
+        if host is not None:
+            return cls(host=host)
         from nfs.lb import LbConfig
         fs = ctx.flow_set
         ports = max(1, ctx.n_ports)
@@ -55,6 +86,10 @@ class L3fwdConfig:
         routes = list(zip(dst.tolist(), (np.arange(len(dst)) % ports).tolist()))
         routes += [(ip, k % ports) for k, (ip, _) in enumerate(LbConfig().backends)]
         return cls(tuple(routes))
+
+    @property
+    def router(self):
+        return bool(self.prefixes) or self.host is not None
 
     def validate(self):
         if not -1 <= self.default_port <= MAX_PORT:
@@ -64,55 +99,168 @@ class L3fwdConfig:
 
 
 def parse_routes(path):
-    out = []
+    """(exact routes, prefix routes) of a routes file; ConfigError on a bad line."""
+    exact, prefixes = [], []
     for no, text in read_lines(path):
         toks = text.split()
-        v = parse_ipv4(toks[0]) if toks else None
-        if len(toks) != 2 or v is None or not toks[1].isdigit() or int(toks[1]) > MAX_PORT:
-            raise ConfigError(path, no, f"bad route {text!r} (want '<a.b.c.d> <port 0..{MAX_PORT}>')")
-        out.append((v, int(toks[1])))
-    return tuple(out)
+        want = (f"want '<a.b.c.d> <port>' or '<a.b.c.d>/<len> <port> [<next-hop>]', "
+                f"port 0..{MAX_PORT}")
+        if not toks or not 2 <= len(toks) <= 3 or not toks[1].isdigit() or int(toks[1]) > MAX_PORT:
+            raise ConfigError(path, no, f"bad route {text!r} ({want})")
+        port = int(toks[1])
+        addr, slash, plen = toks[0].partition("/")
+        v = parse_ipv4(addr)
+        if v is None or (slash and (not plen.isdigit() or int(plen) > 32)) or (len(toks) == 3 and not slash):
+            raise ConfigError(path, no, f"bad route {text!r} ({want})")
+        if not slash:
+            exact.append((v, port))
+            continue
+        plen = int(plen)
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+        if v & ~mask & 0xFFFFFFFF:
+            raise ConfigError(path, no, f"bad route {text!r}: host bits set beyond /{plen}")
+        nh = 0
+        if len(toks) == 3:
+            nh = parse_ipv4(toks[2])
+            if not nh:
+                raise ConfigError(path, no, f"bad route {text!r}: bad next hop {toks[2]!r}")
+        prefixes.append((v, plen, port, nh))
+    return tuple(exact), tuple(prefixes)
 
 
-L3State = namedtuple("L3State", "routes src_mac dst_mac opts h")
-O_DEFAULT_PORT = 0
+L3State = namedtuple("L3State", "routes src_mac dst_mac opts h lpm rt_port rt_nh rt_kind "
+                                "nkeys nvals nhits")
+O_DEFAULT_PORT, O_ROUTER, O_EXACT = 0, 1, 2
+
+
+def _rid(st, prefix, plen):
+    """Route id of prefix/len, or -1 (the LPM's rule table keys them)."""
+    s = table.find(st.lpm.rules, prefix, plen, hash32(prefix ^ plen))
+    return int(table.value(st.lpm.rules, s)) if s >= 0 else -1
+
+
+def _lpm_add(st, prefix, plen, port, nh=0, kind=K_FORWARD):
+    if not 0 <= port <= MAX_PORT:
+        raise UsageError(f"l3fwd: port {port} outside 0..{MAX_PORT}")
+    mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+    prefix &= mask
+    rid = _rid(st, prefix, plen)
+    if rid < 0:
+        free = np.flatnonzero(st.rt_kind == K_FREE)
+        if not len(free):
+            raise UsageError(f"l3fwd: route table full ({len(st.rt_port)} routes)")
+        rid = int(free[0])
+    old = (st.rt_port[rid], st.rt_nh[rid], st.rt_kind[rid])
+    st.rt_port[rid], st.rt_nh[rid], st.rt_kind[rid] = port, nh, kind
+    if not lpm.add(st.lpm, prefix, plen, rid):
+        st.rt_port[rid], st.rt_nh[rid], st.rt_kind[rid] = old
+        raise UsageError(f"l3fwd: LPM table full adding {_dotted(prefix)}/{plen}")
+
+
+def _dotted(v):
+    return ".".join(str(v >> s & 255) for s in (24, 16, 8, 0))
 
 
 def make_state(cfg):
     cfg.validate()
-    # room to add routes while running (route_add), unless a capacity is set
-    t = table.make_table(cfg.capacity or max(1024, 2 * len(cfg.routes)))
     nports = MAX_PORT + 1        # every port has its MACs, so route_add may use any
+    host = cfg.host
+    own = host.addresses() if host is not None else []
+    connected = [(ip & i.subnet[1], i.plen, i.port) for i in (host.ifaces if host else []) if i.ip
+                 for ip in [i.ip]]
+    nroutes = len(cfg.prefixes) + len(connected) + len(own)
+    src_mac = np.array([MAC_SRC_BASE + p for p in range(nports)], dtype=np.uint64)
+    if host is not None:
+        for i in host.ifaces:
+            src_mac[i.port] = i.mac
+    nt = host.neigh if host is not None else neigh.NeighTable(1)
+    rcap = (cfg.capacity or max(1024, 2 * nroutes)) if cfg.router else 1
+    if rcap < nroutes:
+        raise UsageError(f"l3fwd: {nroutes} prefix routes, more than capacity {rcap}")
+    table_ = lpm.make_lpm(max_rules=rcap) if cfg.router else lpm.make_lpm(1, 1)
+    rts = None
+    if cfg.router:
+        # connected routes, then the file's (which may replace them), then
+        # pynf's own addresses; a later duplicate prefix wins
+        rts = ([(p, n, port, 0, K_FORWARD) for p, n, port in connected]
+               + [(p, n, port, nh, K_FORWARD) for p, n, port, nh in cfg.prefixes]
+               + [(ip, 32, port, 0, K_LOCAL) for ip, port in own])
+        rts = np.array(rts, dtype=np.int64).reshape(-1, 5)
+        table_ = lpm.build(table_, rts[:, 0], rts[:, 1], np.arange(len(rts)))
     st = L3State(
-        routes=t,
-        src_mac=np.array([MAC_SRC_BASE + p for p in range(nports)], dtype=np.uint64),
+        routes=table.make_table(cfg.capacity or max(1024, 2 * len(cfg.routes))),
+        src_mac=src_mac,
         dst_mac=np.array([MAC_DST_BASE + p for p in range(nports)], dtype=np.uint64),
-        opts=np.array([cfg.default_port], dtype=np.int64),
+        opts=np.array([cfg.default_port, int(cfg.router), int(bool(cfg.routes))], dtype=np.int64),
         h=np.zeros(BURST_MAX, dtype=np.int64),
+        lpm=table_,
+        rt_port=np.zeros(rcap, dtype=np.int32),
+        rt_nh=np.zeros(rcap, dtype=np.uint32),
+        rt_kind=np.full(rcap, K_FREE, dtype=np.uint8),
+        nkeys=nt.keys, nvals=nt.vals, nhits=nt.hits,
     )
     if cfg.routes:
         ips = np.array([r[0] for r in cfg.routes], dtype=np.int64)
         ports = np.array([r[1] for r in cfg.routes], dtype=np.int64)
         hs = np.zeros(len(ips), dtype=np.int64)
         hash32_many(ips, hs)
-        if table.add_many(t, ips, np.zeros(len(ips), dtype=np.int64), hs, ports):
+        if table.add_many(st.routes, ips, np.zeros(len(ips), dtype=np.int64), hs, ports):
             raise UsageError(f"l3fwd: more routes than capacity {cfg.capacity}")
+    if rts is not None:
+        k = len(rts)
+        st.rt_port[:k], st.rt_nh[:k], st.rt_kind[:k] = rts[:, 2], rts[:, 3], rts[:, 4]
+        used = np.zeros(rcap, dtype=bool)
+        used[lpm.routes(st.lpm)[2]] = True
+        st.rt_kind[~used] = K_FREE          # ids of duplicates that lost
     return st
 
 
 def route_add(st, ip, port):
-    """Control path: add or replace a route. While a chain runs, call it
-    through Runtime.control("l3fwd", lambda st: route_add(st, ip, port)),
-    which applies it between bursts in every replica."""
+    """Control path: add or replace an exact-match route. While a chain
+    runs, call it through Runtime.control("l3fwd", lambda st: route_add(st,
+    ip, port)), which applies it between bursts in every replica."""
     if not 0 <= port < len(st.src_mac):
         raise UsageError(f"l3fwd: port {port} outside 0..{len(st.src_mac) - 1}")
     if not table.add(st.routes, int(ip), 0, hash32(int(ip)), int(port)):
         raise UsageError(f"l3fwd: route table full ({st.routes.info[table.I_CAP]} routes)")
+    st.opts[O_EXACT] = 1
     return True
 
 
-@nf("l3fwd", drops=("ttl", "no_route"), config=L3fwdConfig, state=make_state)
+def prefix_add(st, prefix, plen, port, nh=0):
+    """Control path: add or replace an LPM route (router mode only)."""
+    if not st.opts[O_ROUTER]:
+        raise UsageError("l3fwd: prefix routes need router mode (a prefix route or --iface at start)")
+    _lpm_add(st, int(prefix), int(plen), int(port), int(nh))
+    return True
+
+
+def prefix_del(st, prefix, plen):
+    """Control path: remove an LPM route; False if there was none."""
+    if not st.opts[O_ROUTER]:
+        return False
+    rid = _rid(st, int(prefix), int(plen))
+    if rid < 0 or not lpm.delete(st.lpm, int(prefix), int(plen)):
+        return False
+    st.rt_kind[rid] = K_FREE
+    return True
+
+
+def resolve_slow(sp, frame, code):
+    """Slow path: a packet whose next hop had no MAC. Its Ethernet
+    destination carries port << 32 | next hop (see the docstring)."""
+    v = int.from_bytes(bytes(frame.data[0:6]), "big")
+    if sp.resolver is None:
+        return sp.drop(frame, "neigh_unresolved")
+    sp.resolver.resolve(frame, v >> 32, v & 0xFFFFFFFF)
+
+
+@nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
+    slow=resolve_slow)
 def l3fwd(pkts, live, n, st):
+    if st.opts[O_ROUTER] != 0:
+        route(pkts, live, n, st)
+        return
     t = st.routes
     for j in range(n):
         h = hash32(pkts.dst_ip[live[j]])
@@ -135,3 +283,69 @@ def l3fwd(pkts, live, n, st):
         pkts.port[i] = p
         pkts.eth_src[i] = st.src_mac[p]
         pkts.eth_dst[i] = st.dst_mac[p]
+
+
+@hot(inline="always")
+def route(pkts, live, n, st):
+    """Router mode (see the docstring)."""
+    for j in range(n):
+        lpm.prefetch(st.lpm, pkts.dst_ip[live[j]])
+    for j in range(n):
+        i = live[j]
+        dst = int(pkts.dst_ip[i])
+        p = -1
+        r = -1
+        if st.opts[O_EXACT] != 0:
+            s = table.find(st.routes, dst, 0, hash32(dst))
+            if s >= 0:
+                p = table.value(st.routes, s)
+        if p < 0:
+            r = lpm.lookup(st.lpm, dst)
+            if r < 0:
+                p = st.opts[O_DEFAULT_PORT]
+                if p < 0:
+                    pkts.port[i] = drop(1)
+                    continue
+        nh = dst
+        if r >= 0:
+            if st.rt_kind[r] == K_LOCAL:
+                if not echo_reply(pkts, i, st):
+                    pkts.port[i] = drop(2)
+                continue
+            p = st.rt_port[r]
+            if st.rt_nh[r] != 0:
+                nh = int(st.rt_nh[r])
+        if pkts.ttl[i] <= 1:
+            pkts.port[i] = drop(0)
+            continue
+        pkts.ttl[i] = pkts.ttl[i] - 1
+        pkts.eth_src[i] = st.src_mac[p]
+        mac = neigh.lookup(st.nkeys, st.nvals, st.nhits, nh)
+        if mac < 0:
+            pkts.eth_dst[i] = (int(p) << 32) | nh
+            pkts.port[i] = slowpath(0)
+        else:
+            pkts.eth_dst[i] = mac
+            pkts.port[i] = p
+
+
+@hot(inline="always")
+def echo_reply(pkts, i, st):
+    """Turn an ICMP echo request to pynf into its reply, back out of the port
+    it came in on (RFC 792). False if it is anything else."""
+    o = pkts.l4[i]
+    if pkts.proto[i] != 1 or pkts.frag[i] != 0 or load8(pkts, i, o) != 8 or load8(pkts, i, o + 1) != 0:
+        return False
+    ck = load16(pkts, i, o + 2)
+    if ck < 0:
+        return False
+    store8(pkts, i, o, 0)
+    store16(pkts, i, o + 2, csum_apply(ck, csum_delta16(0x0800, 0x0000)))
+    src = pkts.src_ip[i]
+    pkts.src_ip[i] = pkts.dst_ip[i]
+    pkts.dst_ip[i] = src
+    pkts.ttl[i] = ICMP_ECHO_TTL
+    pkts.eth_dst[i] = pkts.eth_src[i]
+    pkts.eth_src[i] = st.src_mac[pkts.in_port[i]]
+    pkts.port[i] = pkts.in_port[i]
+    return True

@@ -93,30 +93,34 @@ class NeighTable:
 
     # -- slots --
 
-    def _slot(self, ip, now):
-        """The slot of ip: its own, else a free or reusable one in reach."""
+    def _slot(self, ip, now, at_capacity):
+        """The slot of ip: its own, else a free one in reach, else (or, at
+        capacity, first) a dead entry's past its grace time; -1 if none."""
         mask = len(self.keys) - 1
         s = int(hash32(ip)) & mask
-        free = -1
+        empty = dead = -1
         for _ in range(PROBE):
             k = int(self.keys[s])
             if k == ip:
                 return s
             if k == 0:
-                return s if free < 0 else free
-            if free < 0:
+                if empty < 0:
+                    empty = s
+            elif dead < 0:
                 old = self.entries.get(k)
                 if old is not None and not old.valid and not old.held and now - old.dead >= GRACE_S:
-                    free = s
+                    dead = s
             s = (s + 1) & mask
-        return free
+        if at_capacity or empty < 0:
+            return dead
+        return empty
 
     def entry(self, ip, now):
         """ip's entry, made if there is room; None when the table is full."""
         e = self.entries.get(ip)
         if e is not None:
             return e
-        s = self._slot(ip, now)
+        s = self._slot(ip, now, len(self.entries) >= self.capacity)
         k = int(self.keys[s]) if s >= 0 else 0
         reuse = k != 0 and k != ip         # a dead entry's slot, past its grace time
         if s < 0 or (not reuse and len(self.entries) >= self.capacity):
