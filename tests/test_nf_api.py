@@ -70,8 +70,11 @@ def test_field_analysis():
 
 def test_library_nfs_declare_what_they_write():
     assert load("acl").writes == frozenset()
-    assert load("lb").writes == {"dst_ip", "dport"}
-    assert load("l3fwd").writes == {"ttl", "eth_src", "eth_dst"}
+    # services mode rewrites the reply's source back to VIP:PORT
+    assert load("lb").writes == {"dst_ip", "dport", "src_ip", "sport"}
+    # router mode answers ICMP echo (swaps the addresses); the analysis
+    # follows the batch into l3fwd's module helpers (route, echo_reply)
+    assert load("l3fwd").writes == {"ttl", "eth_src", "eth_dst", "src_ip", "dst_ip"}
 
 
 def test_registry_errors(tmp_path):
