@@ -292,7 +292,7 @@ class DpdkIO:
         for i in opts.ifaces:
             tag = f"{os.getpid()}_{DpdkPool._seq + 1}_{i.port}"
             # ethdev ids are process-wide; NFs see pynf's numbering (the order given)
-            ports.append(self._probe(f"net_af_packet{tag},iface={i.name},qpairs={nq},qdisc_bypass=1"))
+            ports.append(self._probe(f"net_af_packet{tag},iface={i.name},qpairs={nq},qdisc_bypass=1,framecnt=8192"))
         self.iface_ports = ports
         return ports, ports, [-1] * nq
 
