@@ -1,130 +1,636 @@
-"""lb: stateful layer-4 load balancer: a flow keeps its backend.
+"""lb: stateful layer-4 load balancer: Maglev hashing, NAT, idle timeouts.
 
 Synopsis:   pynf run --rtc ...,lb,... [--backends FILE] [--set lb.KEY=VALUE]
-Backends:   one 'a.b.c.d:port' per line, '#' comments.
-Behaviour:  a TCP or UDP packet's 5-tuple is looked up in a preallocated
-            flow table (pynf.table). A new flow gets backend
-            hash(5-tuple) mod #backends and a table entry; later packets
-            of the flow find the entry, so the flow keeps its backend even
-            if the backend list changes between runs of the control path.
-            The destination IP and port are rewritten; the stage fixes the
-            IPv4 and TCP/UDP checksums (RFC 1624; a UDP checksum of 0
-            stays 0).
-            Packets that are not TCP/UDP, and IPv4 fragments (their ports
-            are unknown or would split a datagram across backends), pass
-            unchanged by default.
-Drops:      lb_full     new flow while the table holds `capacity` flows
-                        (on_full=drop, the default; on_full=hash sends it to
-                        its hash backend without an entry)
-            lb_non_l4   not TCP/UDP or a fragment, with non_l4=drop
-Settings:   capacity    flow-table entries (default: max(1024, 2 x --flows))
-            on_full     drop | hash
-            non_l4      pass | drop
-Default:    without --backends, 8 backends 192.168.0.1..8, port 8080.
-Example:    pynf run --rtc acl,lb,l3fwd --backends backends.txt --set lb.capacity=100000
-Follows:    the paper's LB NF (5-tuple hash, flow table, dst_ip/dst_port rewrite).
+Backends:   one of two formats, '#' comments, not mixed in one file:
+              a.b.c.d:port                        paper mode: one backend a line
+              VIP:PORT BACKEND:PORT [BACKEND:PORT ...]
+                                                  services mode: one service a line
+            A service takes TCP and UDP to VIP:PORT. Errors (exit 2,
+            FILE:LINE): a bad address or port, a service line without
+            backends, a file mixing the formats, VIP:PORT defined twice, a
+            backend listed twice in one service.
+Behaviour:  Flows live in a set-associative flow table (pynf.conntrack).
+            A new flow's backend is chosen by Maglev consistent hashing
+            (pynf.maglev): table[hash5 % table_size], one lookup table per
+            service, built on the control path; instances and replicas with
+            the same backends choose the same backend for a flow, and
+            removing one of N backends moves its own flows and few others.
+            Paper mode: every TCP/UDP packet is balanced, its destination
+            IP and port rewritten to the flow's backend (the paper's LB).
+            Services mode: only packets to a VIP:PORT are balanced (dst
+            rewritten VIP:PORT -> BACKEND:PORT) and each new connection
+            also gets a reverse entry, keyed by the backend -> client
+            5-tuple, that rewrites the reply's source back to VIP:PORT
+            (NAT, as IPVS and VPP's lb do), so TCP works end to end. A reply
+            that finds no entry passes untouched (a client may talk to a
+            backend directly); with reverse_nat=table+backend, one from a
+            backend serving exactly one service is rewritten all the same
+            (for replicas whose forward packets went to another replica:
+            replicas share no state). Everything else passes untouched. The stage
+            fixes IPv4 and TCP/UDP checksums (RFC 1624; UDP 0 stays 0).
+State:      each entry has a last-seen time and a state: TCP, TCP closing
+            (a FIN or RST was seen, either way), UDP, or fragment. An entry
+            idle for its state's timeout is dead: the next packet of the
+            5-tuple starts a new flow in it, and a new flow may take its
+            place. A new flow whose bucket (8 entries) holds only live
+            entries evicts the bucket's least recently seen (LRU within the
+            bucket; on_full=drop drops instead). A SYN (without ACK) on a
+            closing entry reopens it (port reuse).
+Fragments:  paper mode: fragments pass unchanged (the paper's rule), or
+            are dropped with non_l4=drop. Services mode: a first fragment
+            is balanced by its 5-tuple like any packet, and leaves an entry
+            keyed by (src, dst, proto, IP id) with the same rewrite; the
+            later fragments of that datagram find it and get the same
+            addresses (no ports: they carry none), so all fragments of a
+            datagram go to the flow's backend. A non-first fragment to a
+            VIP that arrives before its first fragment is dropped (lb_frag).
+Drops:      lb_full        new flow in a bucket of live entries, with on_full=drop
+            lb_non_l4      not TCP/UDP (paper mode: or a fragment), with
+                           non_l4=drop; services mode: only those to a VIP
+            lb_frag        services mode: non-first fragment to a VIP with
+                           no entry (its first fragment not seen)
+            lb_no_backend  new flow to a service whose backends were all
+                           drained or removed (control path)
+Settings:   capacity         flow-table entries per replica, rounded up to
+                             8 x a power of two (default: max(65536, 4 x --flows):
+                             a connection takes two entries in services mode)
+            on_full          evict | drop | hash (send without an entry)
+            non_l4           pass | drop
+            table_size       Maglev table size M, a prime (65537)
+            tcp_timeout      idle seconds, established TCP (900)
+            tcp_fin_timeout  idle seconds after a FIN or RST (120)
+            udp_timeout      idle seconds, UDP (300)
+            frag_timeout     idle seconds, a fragmented datagram (30)
+            reverse_nat      table (the default) | table+backend
+            Timeout defaults are IPVS's (ipvsadm --set tcp tcpfin udp:
+            900 120 300); the fragment timeout is Linux's ipfrag_time.
+Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,
+            C_REVERSE_STATELESS]: flows created, dead entries found (on
+            lookup or reused), live entries evicted, fragments rewritten,
+            entries closed by FIN/RST, replies rewritten without an entry.
+Control:    add_backend, remove_backend (and flush its flows),
+            drain_backend (no new flows), flush_flows: plain Python over
+            the state arrays; call them through Runtime.control so each
+            replica applies them between bursts. set_clock(st, seconds)
+            fixes the NF's clock (tests); st.clock[0] < 0 is the TSC.
+Default:    without --backends, paper mode with 8 backends
+            192.168.0.1..8, port 8080.
+Example:    pynf run --rtc acl,lb,l3fwd --backends services.txt --set lb.tcp_timeout=300
+Follows:    the paper's LB NF (5-tuple flow table, dst rewrite); Maglev
+            (Eisenbud et al., NSDI '16) for the choice; IPVS NAT mode for
+            the reverse path and the timeouts.
 """
 from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
 
-from pynf import table
-from pynf.config import BURST_MAX
-from pynf.errors import ConfigError, UsageError, parse_ipv4, read_lines
-from pynf.hashing import hash5, key5
+from pynf import conntrack as ct
+from pynf import maglev, table
+from pynf.config import BURST_MAX, NO_JIT, hot
+from pynf.errors import ConfigError, UsageError, format_ipv4, parse_ipv4, read_lines
+from pynf.hashing import hash5, hash32, key5
+from pynf.intrinsics import ld8, ld16, rdtsc
 from pynf.nf import drop, nf
 
-ON_FULL = ("drop", "hash")
+ON_FULL = ("evict", "drop", "hash")
 NON_L4 = ("pass", "drop")
+REVERSE_NAT = ("table+backend", "table")   # index order is the kernel's opts code
+DEFAULT_BACKENDS = tuple((0xC0A80001 + k, 8080) for k in range(8))
+
+# Entry states (pynf.conntrack: 2 bits; each picks a timeout)
+S_TCP, S_FIN, S_UDP, S_FRAG = 0, 1, 2, 3
+
+# Counter slots of st.counters
+C_EXPIRED = ct.C_EXPIRED
+C_EVICTED = ct.C_EVICTED
+C_NEW, C_FRAGS, C_CLOSED, C_REVERSE_STATELESS = 2, 3, 4, 5
+COUNTERS = ("expired", "evicted", "new", "fragments", "closed", "reverse_stateless")
+
+# opts slots
+O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV = range(6)
+MODE_PAPER, MODE_SERVICES = 0, 1
+
+# Entry value: target ip << 16 | port, REV (rewrite the source, not the
+# destination), backend slot << BE_SHIFT (control path: flush by backend)
+REV = 1 << 48
+BE_SHIFT = 49
+BE_LIMIT = (1 << 13) - 1        # backend slots: 13 bits of the value
+# Key marks: k1 of a fragment entry; svcs-table k1 of each kind of key
+FRAG_KEY = 1 << 48
+K_SERVICE, K_VIP, K_BACKEND = 1, 2, 3
+AMBIGUOUS = -2                  # a backend in more than one service
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 
 @dataclass(frozen=True)
 class LbConfig:
-    backends: tuple = tuple((0xC0A80001 + k, 8080) for k in range(8))
-    capacity: int = 2048
-    on_full: str = "drop"
+    backends: tuple = DEFAULT_BACKENDS      # paper mode: ((ip, port), ...)
+    services: tuple = ()                    # services mode: ((vip, vport, ((ip, port), ...)), ...)
+    capacity: int = 65536
+    on_full: str = "evict"
     non_l4: str = "pass"
+    table_size: int = maglev.DEFAULT_M
+    tcp_timeout: float = 900.0
+    tcp_fin_timeout: float = 120.0
+    udp_timeout: float = 300.0
+    frag_timeout: float = 30.0
+    reverse_nat: str = "table"
 
     @classmethod
     def from_context(cls, ctx):
-        cap = max(1024, 2 * ctx.flows)
+        cap = max(65536, 4 * ctx.flows)
         if ctx.backends:
-            return cls(backends=parse_backends(ctx.backends), capacity=cap)
+            backends, services = parse_backends(ctx.backends)
+            if services:
+                return cls(services=services, capacity=cap)
+            return cls(backends=backends, capacity=cap)
         return cls(capacity=cap)
 
     def validate(self):
         if self.capacity < 1:
             raise UsageError("--set lb.capacity: must be at least 1")
-        if self.on_full not in ON_FULL:
-            raise UsageError(f"--set lb.on_full: want one of {', '.join(ON_FULL)}")
-        if self.non_l4 not in NON_L4:
-            raise UsageError(f"--set lb.non_l4: want one of {', '.join(NON_L4)}")
+        for key, allowed in (("on_full", ON_FULL), ("non_l4", NON_L4), ("reverse_nat", REVERSE_NAT)):
+            if getattr(self, key) not in allowed:
+                raise UsageError(f"--set lb.{key}: want one of {', '.join(allowed)}")
+        if not maglev.is_prime(self.table_size) or self.table_size >= 1 << 31:
+            raise UsageError(f"--set lb.table_size: {self.table_size} is not a prime below 2**31")
+        most = max([len(b) for _, _, b in self.services] or [len(self.backends)])
+        if self.table_size < most:
+            raise UsageError(f"--set lb.table_size: {self.table_size} is smaller than a "
+                             f"service's {most} backends")
+        for key in ("tcp_timeout", "tcp_fin_timeout", "udp_timeout", "frag_timeout"):
+            if not getattr(self, key) > 0:
+                raise UsageError(f"--set lb.{key}: want seconds > 0")
+
+
+def _addr(text):
+    """'a.b.c.d:port' -> (ip, port) or None."""
+    ip, sep, port = text.rpartition(":")
+    v = parse_ipv4(ip)
+    if not sep or v is None or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return v, int(port)
 
 
 def parse_backends(path):
-    out = []
-    for no, text in read_lines(path):
-        ip, sep, port = text.rpartition(":")
-        v = parse_ipv4(ip)
-        if not sep or v is None or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(path, no, f"bad backend {text!r} (want a.b.c.d:port)")
-        out.append((v, int(port)))
-    if not out:
+    """(backends, services) from a backends file; exactly one is non-empty.
+
+    Paper mode: 'ip:port' a line. Services mode: 'VIP:PORT BACKEND:PORT ...'
+    a line. The first line decides which the file is."""
+    lines = read_lines(path)
+    if not lines:
         raise ConfigError(path, 0, "no backends")
-    return tuple(out)
+    services_mode = len(lines[0][1].split()) > 1
+    backends, services, seen = [], [], {}
+    total = 0
+    for no, text in lines:
+        toks = text.split()
+        addrs = []
+        for t in toks:
+            a = _addr(t)
+            if a is None:
+                want = "a.b.c.d:port" if not services_mode else "VIP:PORT BACKEND:PORT ..."
+                raise ConfigError(path, no, f"bad address {t!r} (want {want})")
+            addrs.append(a)
+        if not services_mode:
+            if len(addrs) > 1:
+                raise ConfigError(path, no, "a service line in a file of paper-mode backends "
+                                            f"(line {lines[0][0]} is one ip:port): use one format")
+            backends.append(addrs[0])
+            total += 1
+        else:
+            if len(addrs) == 1:
+                raise ConfigError(path, no, f"service {toks[0]} has no backends (want VIP:PORT "
+                                            "BACKEND:PORT ...; a services file takes no paper-mode "
+                                            "backend lines)")
+            vip, bes = addrs[0], addrs[1:]
+            if vip in seen:
+                raise ConfigError(path, no, f"service {toks[0]} is already defined on line {seen[vip]}")
+            seen[vip] = no
+            dup = next((toks[1 + k] for k, b in enumerate(bes) if b in bes[:k]), None)
+            if dup is not None:
+                raise ConfigError(path, no, f"backend {dup} is listed twice for {toks[0]}")
+            services.append((vip[0], vip[1], tuple(bes)))
+            total += len(bes)
+        if total > BE_LIMIT:
+            raise ConfigError(path, no, f"more than {BE_LIMIT} backends")
+    return tuple(backends), tuple(services)
 
 
-LbState = namedtuple("LbState", "flows backend_ip backend_port opts k0 k1 h")
-O_ON_FULL, O_NON_L4 = 0, 1
+LbState = namedtuple("LbState", "flows info opts tmo clock counters maglev svcs svc_addr "
+                                "be_ip be_port be_svc be_flag k0 k1 h")
+# be_flag: a backend slot is
+BE_FREE, BE_ACTIVE, BE_DRAINING = 0, 1, 2
+
+
+def ticks_per_second():
+    """Clock ticks a second: TSC cycles compiled, nanoseconds without the JIT
+    (pynf.intrinsics.rdtsc)."""
+    if NO_JIT:
+        return 1e9
+    from pynf.stats import tsc_hz
+    return tsc_hz()
 
 
 def make_state(cfg):
     cfg.validate()
-    opts = np.array([ON_FULL.index(cfg.on_full), NON_L4.index(cfg.non_l4)], dtype=np.int64)
-    return LbState(
-        flows=table.make_table(cfg.capacity),
-        backend_ip=np.array([b[0] for b in cfg.backends], dtype=np.uint32),
-        backend_port=np.array([b[1] for b in cfg.backends], dtype=np.uint16),
-        opts=opts,
+    services = cfg.services or ((0, 0, cfg.backends),)
+    nbe = sum(len(b) for _, _, b in services)
+    room = min(BE_LIMIT, nbe + max(64, nbe))        # room for control-path additions
+    hz = int(ticks_per_second())
+    tab, info = ct.make(cfg.capacity)
+    tmo = np.zeros(4, dtype=np.int64)
+    for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
+                    (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
+        tmo[s] = int(secs * hz)
+    opts = np.array([MODE_SERVICES if cfg.services else MODE_PAPER, ON_FULL.index(cfg.on_full),
+                     NON_L4.index(cfg.non_l4), cfg.table_size, hz,
+                     REVERSE_NAT.index(cfg.reverse_nat)], dtype=np.int64)
+    st = LbState(
+        flows=tab, info=info, opts=opts, tmo=tmo,
+        clock=np.full(1, -1, dtype=np.int64),
+        counters=np.zeros(8, dtype=np.int64),
+        maglev=np.full((len(services), cfg.table_size), -1, dtype=np.int16),
+        svcs=table.make_table(max(16, len(services) * 2 + room)),
+        svc_addr=np.array([(v << 16) | p for v, p, _ in services], dtype=np.int64),
+        be_ip=np.zeros(room, dtype=np.uint32),
+        be_port=np.zeros(room, dtype=np.uint16),
+        be_svc=np.zeros(room, dtype=np.int32),
+        be_flag=np.zeros(room, dtype=np.int8),
         k0=np.zeros(BURST_MAX, dtype=np.int64),
         k1=np.zeros(BURST_MAX, dtype=np.int64),
         h=np.zeros(BURST_MAX, dtype=np.int64),
     )
+    k = 0
+    for s, (vip, vport, bes) in enumerate(services):
+        if cfg.services:
+            table.add(st.svcs, *_svc_key(vip, vport), s)
+            table.add(st.svcs, *_vip_key(vip), 1)
+        for ip, port in bes:
+            st.be_ip[k], st.be_port[k], st.be_svc[k], st.be_flag[k] = ip, port, s, BE_ACTIVE
+            k += 1
+        _rebuild(st, s)
+    if cfg.services:
+        for ip, port in {(ip, port) for _, _, bes in services for ip, port in bes}:
+            _index_backend(st, ip, port)
+    return st
 
 
-@nf("lb", drops=("lb_full", "lb_non_l4"), config=LbConfig, state=make_state)
+# ---- keys of the services table (st.svcs: a pynf.table) ----
+
+def _svc_key(vip, vport):
+    return (int(vip) << 16) | int(vport), K_SERVICE, int(hash5(vip, 0, 0, vport, 0))
+
+
+def _vip_key(vip):
+    return int(vip), K_VIP, int(hash32(vip))
+
+
+def _be_key(ip, port):
+    return (int(ip) << 16) | int(port), K_BACKEND, int(hash5(0, ip, port, 0, 0))
+
+
+# ---- fast path ----
+
+@hot(inline="always")
+def _lookup(svcs, k0, k1, h):
+    s = table.find(svcs, k0, k1, h)
+    return -1 if s < 0 else table.value(svcs, s)
+
+
+@hot(inline="always")
+def _service(svcs, vip, vport):
+    """Service index of VIP:PORT, or -1."""
+    return _lookup(svcs, (int(vip) << 16) | int(vport), K_SERVICE, hash5(vip, 0, 0, vport, 0))
+
+
+@hot(inline="always")
+def _is_vip(svcs, ip):
+    return _lookup(svcs, int(ip), K_VIP, hash32(ip)) >= 0
+
+
+@hot(inline="always")
+def _backend_service(svcs, ip, port):
+    """Service of backend ip:port (AMBIGUOUS when it serves several), or -1."""
+    return _lookup(svcs, (int(ip) << 16) | int(port), K_BACKEND, hash5(0, ip, port, 0, 0))
+
+
+@hot(inline="always")
+def _put(tab, info, k0, k1, h, v, meta, now, tmo, counters):
+    """Insert or update an entry, evicting the bucket's LRU entry if need be."""
+    e, _ = ct.claim(tab, ct.base(info, h), k0, k1, now, tmo, counters, True)
+    tab[e + 2] = v
+    tab[e + 3] = meta
+
+
+@hot(inline="always")
+def _close(tab, info, src, dst, sport, dport, proto):
+    """Mark a 5-tuple's entry closing: the other direction saw a FIN or RST."""
+    k0, k1 = key5(src, dst, sport, dport, proto)
+    e = ct.find(tab, ct.base(info, hash5(src, dst, sport, dport, proto)), k0, k1)
+    if e >= 0:
+        tab[e + 3] = (tab[e + 3] & ~ct.STATE_MASK) | S_FIN
+
+
+@hot
+def _tcp_event(st, e, flags, v, src, dst, sport, dport):
+    """New state of live TCP entry e on a packet with SYN, FIN or RST: a FIN
+    or RST closes it and (services mode) its other direction's entry; a SYN
+    without ACK reopens a closing entry (the 5-tuple is reused)."""
+    tab = st.flows
+    state = tab[e + 3] & ct.STATE_MASK
+    if flags & (TCP_FIN | TCP_RST):
+        if state != S_FIN:
+            st.counters[C_CLOSED] += 1
+            if st.opts[O_MODE] == MODE_SERVICES:
+                if v & REV:         # a reply: close the client's entry
+                    _close(tab, st.info, dst, (v >> 16) & 0xFFFFFFFF, dport, v & 0xFFFF, 6)
+                else:               # from the client: close the reply's entry
+                    _close(tab, st.info, (v >> 16) & 0xFFFFFFFF, src, v & 0xFFFF, sport, 6)
+        return S_FIN
+    if (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN:
+        return S_TCP
+    return state
+
+
+PASS = -1       # _slow's answer for a packet to leave untouched; drop k: -2 - k
+
+
+@hot
+def _slow(st, k0, k1, h, src, dst, sp, dp, proto, fr, ident, flags, now):
+    """Everything but a live flow's non-fragment packet: a new or dead flow,
+    a fragment, a reply without an entry. Returns the entry value to apply,
+    PASS, or -2 - k to drop the packet under reason k."""
+    tab = st.flows
+    info = st.info
+    tmo = st.tmo
+    cnt = st.counters
+    stamp = now << ct.STATE_BITS
+    services = st.opts[O_MODE] == MODE_SERVICES
+    b = ct.base(info, h)
+    e = ct.find(tab, b, k0, k1)
+    v = -1
+    if e >= 0:
+        if ct.expired(tab[e + 3], now, tmo):
+            cnt[C_EXPIRED] += 1     # dead: a new flow in the same entry
+        else:
+            v = tab[e + 2]          # a live fragment entry or first fragment's flow
+            tab[e + 3] = stamp | (tab[e + 3] & ct.STATE_MASK)
+    if v < 0:
+        if fr == 2:                 # a later fragment whose first was not seen
+            return -2 - 2 if _is_vip(st.svcs, dst) else PASS
+        svc = 0
+        if services:
+            svc = _service(st.svcs, dst, dp)
+        if svc < 0:
+            if st.opts[O_REV] == 0:     # a reply whose entry is in another replica?
+                r = _backend_service(st.svcs, src, sp)
+                if r >= 0:
+                    v = st.svc_addr[r] | REV
+                    cnt[C_REVERSE_STATELESS] += 1
+            if v < 0:
+                return PASS             # not ours: untouched
+        else:
+            k = np.int64(st.maglev[svc, h % st.opts[O_M]])
+            if k < 0:
+                return -2 - 3
+            bip = np.int64(st.be_ip[k])
+            bport = np.int64(st.be_port[k])
+            v = (bip << 16) | bport | (k << BE_SHIFT)
+            state = S_UDP if proto == 17 else (S_FIN if flags & (TCP_FIN | TCP_RST) else S_TCP)
+            if e < 0:
+                e, _ = ct.claim(tab, b, k0, k1, now, tmo, cnt, st.opts[O_ON_FULL] == 0)
+            if e >= 0:
+                cnt[C_NEW] += 1
+                tab[e + 2] = v
+                tab[e + 3] = stamp | state
+                if services:            # the reply's entry: backend -> client
+                    rk0, rk1 = key5(bip, src, bport, sp, proto)
+                    _put(tab, info, rk0, rk1, hash5(bip, src, bport, sp, proto),
+                         st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, tmo, cnt)
+            elif st.opts[O_ON_FULL] == 1:
+                return -2 - 0
+            # else on_full=hash: the backend, without an entry
+    if fr != 0:
+        cnt[C_FRAGS] += 1
+        if fr == 1:                     # the datagram's later fragments follow this one
+            fk0, fk1 = key5(src, dst, ident, 0, proto)
+            _put(tab, info, fk0, fk1 | FRAG_KEY, hash5(src, dst, ident, 0, proto), v,
+                 stamp | S_FRAG, now, tmo, cnt)
+    return v
+
+
+@nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state)
 def lb(pkts, live, n, st):
-    t = st.flows
-    nb = len(st.backend_ip)
-    # Pass 1: hash every packet and start loading its slot, so that the
-    # table misses of the whole burst overlap instead of queueing.
+    tab = st.flows
+    info = st.info
+    tmo = st.tmo
+    mem = pkts.mem
+    services = st.opts[O_MODE] == MODE_SERVICES
+    now = st.clock[0]                   # once per burst; >= 0: set by a test
+    if now < 0:
+        now = np.int64(rdtsc())
+    stamp = now << ct.STATE_BITS
+    # Pass 1: key and hash of every packet, and start loading its bucket,
+    # so that the table misses of the whole burst overlap.
     for j in range(n):
         i = live[j]
-        proto = pkts.proto[i]
-        if (proto != 6 and proto != 17) or pkts.frag[i] != 0:
+        proto = np.int64(pkts.proto[i])
+        fr = pkts.frag[i]
+        if (proto != 6 and proto != 17) or (fr != 0 and not services):
             st.h[j] = -1
             continue
-        k0, k1 = key5(pkts.src_ip[i], pkts.dst_ip[i], pkts.sport[i], pkts.dport[i], proto)
-        h = hash5(pkts.src_ip[i], pkts.dst_ip[i], pkts.sport[i], pkts.dport[i], proto)
+        # NB: all int64: Numba's int() of an unsigned value is uint64, and
+        # uint64 | int64 is a float64, which rounds 56-bit keys
+        src = np.int64(pkts.src_ip[i])
+        dst = np.int64(pkts.dst_ip[i])
+        if fr == 2:                     # no ports: (src, dst, proto, IP id)
+            ident = ld16(mem, pkts.off[i] + pkts.l3[i] + 4)
+            k0, k1 = key5(src, dst, ident, 0, proto)
+            k1 |= FRAG_KEY
+            h = hash5(src, dst, ident, 0, proto)
+        else:
+            sp = np.int64(pkts.sport[i])
+            dp = np.int64(pkts.dport[i])
+            k0, k1 = key5(src, dst, sp, dp, proto)
+            h = hash5(src, dst, sp, dp, proto)
         st.k0[j] = k0
         st.k1[j] = k1
         st.h[j] = h
-        table.prefetch_slot(t, h)
+        ct.prefetch_bucket(tab, info, h)
+    # Pass 2: a live flow's packet is handled here; anything else in _slow.
     for j in range(n):
         i = live[j]
         h = st.h[j]
         if h < 0:
-            if st.opts[O_NON_L4] == 1:
+            if st.opts[O_NON_L4] == 1 and (not services or _is_vip(st.svcs, np.int64(pkts.dst_ip[i]))):
                 pkts.port[i] = drop(1)
             continue
-        s, _ = table.find_or_add(t, st.k0[j], st.k1[j], h, (h >> 8) % nb)
-        if s >= 0:
-            k = table.value(t, s)
-        elif st.opts[O_ON_FULL] == 1:
-            k = (h >> 8) % nb
+        fr = pkts.frag[i]
+        # TCP flags, read whatever the protocol and masked (a select, not a
+        # branch: a TCP/UDP mix would make a branch a coin toss). The byte
+        # lies inside the buffer (at most 91 bytes in), and for TCP inside
+        # the frame: the parser checked 20 bytes of TCP header.
+        flags = ld8(mem, pkts.off[i] + pkts.l4[i] + 13) * ((pkts.proto[i] == 6) & (fr == 0))
+        v = -1
+        if fr == 0:
+            e = ct.find(tab, ct.base(info, h), st.k0[j], st.k1[j])
+            if e >= 0:
+                meta = tab[e + 3]
+                state = meta & ct.STATE_MASK
+                if now - (meta >> ct.STATE_BITS) <= tmo[state]:
+                    v = tab[e + 2]
+                    if flags & (TCP_FIN | TCP_SYN | TCP_RST):
+                        state = _tcp_event(st, e, flags, v, np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
+                                           np.int64(pkts.sport[i]), np.int64(pkts.dport[i]))
+                    tab[e + 3] = stamp | state
+        if v < 0:
+            ident = 0
+            if fr != 0:
+                ident = ld16(mem, pkts.off[i] + pkts.l3[i] + 4)
+            v = _slow(st, st.k0[j], st.k1[j], h, np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
+                      np.int64(pkts.sport[i]), np.int64(pkts.dport[i]), np.int64(pkts.proto[i]),
+                      np.int64(fr), ident, flags, now)
+            if v < 0:
+                if v != PASS:
+                    pkts.port[i] = drop(-2 - v)
+                continue
+        if v & REV:
+            pkts.src_ip[i] = (v >> 16) & 0xFFFFFFFF
+            if fr != 2:
+                pkts.sport[i] = v & 0xFFFF
         else:
-            pkts.port[i] = drop(0)
-            continue
-        pkts.dst_ip[i] = st.backend_ip[k]
-        pkts.dport[i] = st.backend_port[k]
+            pkts.dst_ip[i] = (v >> 16) & 0xFFFFFFFF
+            if fr != 2:
+                pkts.dport[i] = v & 0xFFFF
+
+
+# ---- control path: plain Python over the state arrays, between bursts ----
+
+def _service_index(st, service):
+    """Service index from None (paper mode, or the only service), 'VIP:PORT'
+    or (vip, vport)."""
+    if service is None:
+        if len(st.svc_addr) != 1:
+            raise ValueError("name the service (VIP:PORT): there are several")
+        return 0
+    if isinstance(service, str):
+        a = _addr(service)
+        if a is None:
+            raise ValueError(f"bad service {service!r} (want VIP:PORT)")
+        service = a
+    key = (int(service[0]) << 16) | int(service[1])
+    hit = np.flatnonzero(st.svc_addr == key)
+    if st.opts[O_MODE] != MODE_SERVICES or len(hit) == 0:
+        raise ValueError(f"no service {format_ipv4(service[0])}:{service[1]}")
+    return int(hit[0])
+
+
+def _rebuild(st, s):
+    """Rebuild service s's Maglev table from its active backends."""
+    ks = np.flatnonzero((st.be_svc == s) & (st.be_flag == BE_ACTIVE))
+    m = int(st.opts[O_M])
+    t = maglev.build([(int(st.be_ip[k]), int(st.be_port[k])) for k in ks], m)
+    st.maglev[s, :] = np.where(t >= 0, ks[np.maximum(t, 0)] if len(ks) else -1, -1)
+
+
+def _index_backend(st, ip, port):
+    """Keep the reply map (backend ip:port -> its one service) right for ip:port."""
+    if st.opts[O_MODE] != MODE_SERVICES:
+        return
+    ks = np.flatnonzero((st.be_ip == ip) & (st.be_port == port) & (st.be_flag != BE_FREE))
+    k0, k1, h = _be_key(ip, port)
+    if len(ks) == 0:
+        table.delete(st.svcs, k0, k1, h)
+        return
+    svcs = set(int(st.be_svc[k]) for k in ks)
+    table.add(st.svcs, k0, k1, h, svcs.pop() if len(svcs) == 1 else AMBIGUOUS)
+
+
+def _slot(st, s, ip, port):
+    ks = np.flatnonzero((st.be_svc == s) & (st.be_ip == ip) & (st.be_port == port)
+                        & (st.be_flag != BE_FREE))
+    return int(ks[0]) if len(ks) else -1
+
+
+def _parse_backend(backend):
+    if isinstance(backend, str):
+        a = _addr(backend)
+        if a is None:
+            raise ValueError(f"bad backend {backend!r} (want a.b.c.d:port)")
+        return a
+    return int(backend[0]), int(backend[1])
+
+
+def add_backend(st, backend, service=None):
+    """Add backend ('a.b.c.d:port' or (ip, port)) to a service (or re-activate
+    a drained one) and rebuild the service's Maglev table. New flows spread
+    over it at once; existing flows keep their backends."""
+    s = _service_index(st, service)
+    ip, port = _parse_backend(backend)
+    k = _slot(st, s, ip, port)
+    if k < 0:
+        free = np.flatnonzero(st.be_flag == BE_FREE)
+        if len(free) == 0:
+            raise ValueError(f"no room for another backend ({len(st.be_flag)} slots)")
+        k = int(free[0])
+        st.be_ip[k], st.be_port[k], st.be_svc[k] = ip, port, s
+    st.be_flag[k] = BE_ACTIVE
+    _rebuild(st, s)
+    _index_backend(st, ip, port)
+
+
+def drain_backend(st, backend, service=None):
+    """Send no new flows to a backend; its flows stay until they end."""
+    s = _service_index(st, service)
+    ip, port = _parse_backend(backend)
+    k = _slot(st, s, ip, port)
+    if k < 0:
+        raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
+    st.be_flag[k] = BE_DRAINING
+    _rebuild(st, s)
+
+
+def remove_backend(st, backend, service=None):
+    """Remove a backend and its flows (their next packets are balanced anew).
+    Returns how many flow entries were removed."""
+    s = _service_index(st, service)
+    ip, port = _parse_backend(backend)
+    k = _slot(st, s, ip, port)
+    if k < 0:
+        raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
+    st.be_flag[k] = BE_FREE
+    _rebuild(st, s)
+    _index_backend(st, ip, port)
+    return _flush_where(st, lambda slot: slot == k)
+
+
+def _flush_where(st, pick):
+    e = ct.entries(st.flows)
+    slot = (e[:, 2] >> BE_SHIFT) & BE_LIMIT
+    return ct.flush(st.flows, pick(slot))
+
+
+def flush_flows(st, service=None):
+    """Remove every flow entry (of one service, when named). Returns how many."""
+    if service is None:
+        return ct.flush(st.flows)
+    s = _service_index(st, service)
+    return _flush_where(st, lambda slot: st.be_svc[slot] == s)
+
+
+def set_clock(st, seconds):
+    """Fix the NF's clock at `seconds` (tests simulate time); None: the TSC again."""
+    st.clock[0] = -1 if seconds is None else int(seconds * st.opts[O_HZ])
+
+
+def counters(st):
+    """The counters by name."""
+    return {name: int(st.counters[k]) for k, name in enumerate(COUNTERS)}
+
+
+def flow_count(st):
+    """Used entries (live or not yet found dead)."""
+    return int(np.count_nonzero(ct.used(st.flows)))

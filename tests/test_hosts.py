@@ -1,0 +1,189 @@
+"""pynf between real hosts: network namespaces joined to pynf by veth pairs,
+real programs (ping, curl, an HTTP server, iperf3) through
+`pynf run --rtc acl,lb,l3fwd --iface ...`.
+
+    client 10.91.1.2 --veth-- [port 0 10.91.1.1]
+                              [   pynf       ] [port 1 10.91.2.1] --veth-- backend b1 10.91.2.2
+                                               [port 2 10.91.3.1] --veth-- backend b2 10.91.3.2
+    service 10.91.9.9:80   -> b1:8000, b2:8000 (HTTP, each answers its own name)
+    service 10.91.9.9:5201 -> b1:5201 (iperf3)
+    the ACL denies TCP to port 9999
+
+Hosts have an address and a default route via pynf's address, nothing
+else: no static ARP entry, no special MAC. Needs root, network namespaces,
+DPDK's net_af_packet, curl and iperf3 (.ci/run installs them).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DPDK_SKIP, ROOT
+
+TAG = f"{os.getpid() % 10000}"
+NS = {"c": f"pynfc{TAG}", "b1": f"pynfb1{TAG}", "b2": f"pynfb2{TAG}"}
+PORTS = [("c", "10.91.1.1/24", "10.91.1.2/24"), ("b1", "10.91.2.1/24", "10.91.2.2/24"),
+         ("b2", "10.91.3.1/24", "10.91.3.2/24")]
+VIP = "10.91.9.9"
+HTTP_SERVER = r'''
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (sys.argv[2] + "\n").encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(http.server.HTTPServer):
+    def server_bind(self):          # NB: HTTPServer's own does a reverse DNS lookup that hangs without DNS
+        import socketserver; socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "x", self.server_address[1]
+S(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+def _why_skip():
+    if DPDK_SKIP:
+        return DPDK_SKIP
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, veth pairs)"
+    for tool in ("ip", "curl", "iperf3", "ethtool", "ping"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} (.ci/run installs it)"
+    r = subprocess.run(["ip", "netns", "add", f"pynfprobe{TAG}"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot make network namespaces: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", f"pynfprobe{TAG}"], capture_output=True)
+    return None
+
+
+pytestmark = [pytest.mark.skipif(_why_skip() is not None, reason=str(_why_skip())),
+              pytest.mark.dpdk, pytest.mark.jit, pytest.mark.slow]
+
+
+def sh(*cmd, ns=None, check=True, timeout=30, **kw):
+    if ns is not None:
+        cmd = ("ip", "netns", "exec", NS[ns], *cmd)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def root_if(name):
+    return f"pn{TAG}{name}"
+
+
+def _topology():
+    for key, (host, gw, addr) in zip(NS, PORTS):
+        sh("ip", "netns", "add", NS[key])
+        outer = root_if(key)
+        sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", NS[key])
+        sh("sysctl", "-qw", f"net.ipv6.conf.{outer}.disable_ipv6=1")
+        sh("ip", "link", "set", outer, "up")
+        sh("ethtool", "-K", outer, "tx", "off")
+        sh("ip", "link", "set", "lo", "up", ns=key)
+        sh("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1", ns=key)
+        sh("ip", "addr", "add", addr, "dev", "eth0", ns=key)
+        sh("ip", "link", "set", "eth0", "up", ns=key)
+        sh("ethtool", "-K", "eth0", "tx", "off", ns=key)
+        sh("ip", "route", "add", "default", "via", gw.split("/")[0], ns=key)
+
+
+def _teardown():
+    for name in NS.values():
+        subprocess.run(["ip", "netns", "pids", name], capture_output=True)
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+        for p in pids:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    for key in NS:
+        subprocess.run(["ip", "link", "del", root_if(key)], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hosts")
+    _teardown()
+    procs = []
+    try:
+        _topology()
+        for key, port in (("b1", 8000), ("b2", 8000), ("b1", 9999)):
+            procs.append(subprocess.Popen(["ip", "netns", "exec", NS[key], sys.executable, "-c",
+                                           HTTP_SERVER, str(port), key]))
+        procs.append(subprocess.Popen(["ip", "netns", "exec", NS["b1"], "iperf3", "-s", "-p", "5201"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        (d / "backends.txt").write_text(f"{VIP}:80 10.91.2.2:8000 10.91.3.2:8000\n"
+                                        f"{VIP}:5201 10.91.2.2:5201\n")
+        (d / "acl.txt").write_text("@0.0.0.0/0 0.0.0.0/0 0 : 65535 9999 : 9999 6/0xff deny\n")
+        cmd = [os.path.join(ROOT, ".venv", "bin", "pynf") if os.path.exists(os.path.join(ROOT, ".venv", "bin", "pynf"))
+               else sys.executable, *([] if os.path.exists(os.path.join(ROOT, ".venv", "bin", "pynf"))
+                                      else ["-m", "pynf.cli"]),
+               "run", "--rtc", "acl,lb,l3fwd", "--quiet", "--json",
+               "--backends", str(d / "backends.txt"), "--acl-rules", str(d / "acl.txt")]
+        for key, (_, gw, _) in zip(NS, PORTS):
+            cmd += ["--iface", f"{root_if(key)}={gw}"]
+        err = open(d / "pynf.err", "w+")
+        pynf = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            err.seek(0)
+            text = err.read()
+            if "running" in text or pynf.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert pynf.poll() is None, f"pynf exited: {text}"
+        time.sleep(0.5)
+        state = {"pynf": pynf, "err": err, "dir": d}
+        yield state
+        if pynf.poll() is None:
+            pynf.send_signal(signal.SIGINT)
+            pynf.communicate(timeout=30)
+    finally:
+        for p in procs:
+            p.kill()
+        _teardown()
+
+
+def test_ping_through_and_to_pynf(net):
+    sh("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.91.2.2", ns="c")
+    sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.91.1.1", ns="c")     # pynf's own address
+    sh("ping", "-c", "2", "-i", "0.2", "-W", "2", "10.91.3.1", ns="c")     # its far-side address
+
+
+def test_service_answered_by_both_backends(net):
+    seen = []
+    for _ in range(20):
+        r = sh("curl", "-sS", "--max-time", "5", f"http://{VIP}/", ns="c")
+        seen.append(r.stdout.strip())
+    assert set(seen) == {"b1", "b2"}, seen
+
+
+def test_backend_directly_and_acl(net):
+    assert sh("curl", "-sS", "--max-time", "5", "http://10.91.2.2:8000/", ns="c").stdout.strip() == "b1"
+    r = sh("curl", "-sS", "--max-time", "2", "http://10.91.2.2:9999/", ns="c", check=False)
+    assert r.returncode != 0, "the ACL should block TCP port 9999"
+
+
+def test_iperf3_through_the_service(net):
+    r = sh("iperf3", "-c", VIP, "-p", "5201", "-t", "3", "-J", ns="c", timeout=30)
+    res = json.loads(r.stdout)
+    assert res["end"]["sum_received"]["bytes"] > 0
+
+
+def test_report_conserves(net):
+    p = net["pynf"]
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    rep = json.loads(out)
+    assert rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
+    assert rep["slowpath"]["neighbours"]["entries"] >= 3
+    assert rep["drops"].get("acl", 0) > 0
+    assert rep.get("mbufs_in_use") == 0
