@@ -146,6 +146,9 @@ class LbConfig:
             if services:
                 return cls(services=services, capacity=cap)
             return cls(backends=backends, capacity=cap)
+        if getattr(ctx, "host", None) is not None:
+            raise UsageError("lb with --iface needs --backends: without one it runs the paper's "
+                             "mode and would send every TCP/UDP packet to its test backends")
         return cls(capacity=cap)
 
     def validate(self):
