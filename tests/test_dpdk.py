@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from pynf import conntrack
+
 from conftest import ROOT, dpdk_only
 from pynf import cli, pcap
 from test_runtime import conserved, mixed_frames, write_pcap
@@ -65,7 +67,6 @@ def test_corpus_through_net_pcap(corpus_files):
 
 
 def test_two_queues_keep_each_flow_on_one_replica():
-    from pynf import table
     from pynf.context import RunContext
     from pynf.io import dpdk, feed
     from pynf.plan import parse
@@ -82,7 +83,7 @@ def test_two_queues_keep_each_flow_on_one_replica():
     assert conserved(rep) and rep["rx"] == 30000 and rep["mbufs_in_use"] == 0
     keys = []
     for w in rt.workers:
-        used = w.states[1].flows.slots.reshape(-1, table.SLOT)
+        used = conntrack.entries(w.states[1].flows)
         keys.append({(int(a), int(b)) for a, b in used[used[:, 1] != 0][:, :2]})
         assert w.ws[0] > 0
     assert keys[0] and keys[1] and not keys[0] & keys[1]

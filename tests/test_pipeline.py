@@ -8,6 +8,8 @@ import struct
 
 import pytest
 
+from pynf import conntrack
+
 import packets as P
 from conftest import DPDK_SKIP, jit_only
 from pynf import cli, pcap
@@ -95,7 +97,6 @@ def test_tiny_rings_conserve(policy, io_kind):
 
 
 def test_replicated_stage_owns_disjoint_flows():
-    from pynf import table
     from pynf.context import RunContext
     from pynf.io import feed
     from pynf.io.mem import MemIO
@@ -116,7 +117,7 @@ def test_replicated_stage_owns_disjoint_flows():
     assert rings_after and not any(rings_after)          # shutdown drained every ring
     keys = []
     for w in (w for w in rt.workers if w.stage == 1):
-        used = w.states[0].flows.slots.reshape(-1, table.SLOT)
+        used = conntrack.entries(w.states[0].flows)
         keys.append({(int(a), int(b)) for a, b in used[used[:, 1] != 0][:, :2]})
         assert w.ws[0] > 0
     assert len(keys) == 2 and keys[0] and keys[1] and not keys[0] & keys[1]
