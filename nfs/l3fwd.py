@@ -255,36 +255,6 @@ def resolve_slow(sp, frame, code):
     sp.resolver.resolve(frame, v >> 32, v & 0xFFFFFFFF)
 
 
-@nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
-    slow=resolve_slow)
-def l3fwd(pkts, live, n, st):
-    if st.opts[O_ROUTER] != 0:
-        route(pkts, live, n, st)
-        return
-    t = st.routes
-    for j in range(n):
-        h = hash32(pkts.dst_ip[live[j]])
-        st.h[j] = h
-        table.prefetch_slot(t, h)
-    for j in range(n):
-        i = live[j]
-        if pkts.ttl[i] <= 1:
-            pkts.port[i] = drop(0)
-            continue
-        s = table.find(t, int(pkts.dst_ip[i]), 0, st.h[j])
-        if s >= 0:
-            p = table.value(t, s)
-        else:
-            p = st.opts[O_DEFAULT_PORT]
-            if p < 0:
-                pkts.port[i] = drop(1)
-                continue
-        pkts.ttl[i] = pkts.ttl[i] - 1
-        pkts.port[i] = p
-        pkts.eth_src[i] = st.src_mac[p]
-        pkts.eth_dst[i] = st.dst_mac[p]
-
-
 @hot(inline="always")
 def route(pkts, live, n, st):
     """Router mode (see the docstring)."""
@@ -349,3 +319,33 @@ def echo_reply(pkts, i, st):
     pkts.eth_src[i] = st.src_mac[pkts.in_port[i]]
     pkts.port[i] = pkts.in_port[i]
     return True
+
+
+@nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
+    slow=resolve_slow)
+def l3fwd(pkts, live, n, st):
+    if st.opts[O_ROUTER] != 0:
+        route(pkts, live, n, st)
+        return
+    t = st.routes
+    for j in range(n):
+        h = hash32(pkts.dst_ip[live[j]])
+        st.h[j] = h
+        table.prefetch_slot(t, h)
+    for j in range(n):
+        i = live[j]
+        if pkts.ttl[i] <= 1:
+            pkts.port[i] = drop(0)
+            continue
+        s = table.find(t, int(pkts.dst_ip[i]), 0, st.h[j])
+        if s >= 0:
+            p = table.value(t, s)
+        else:
+            p = st.opts[O_DEFAULT_PORT]
+            if p < 0:
+                pkts.port[i] = drop(1)
+                continue
+        pkts.ttl[i] = pkts.ttl[i] - 1
+        pkts.port[i] = p
+        pkts.eth_src[i] = st.src_mac[p]
+        pkts.eth_dst[i] = st.dst_mac[p]

@@ -26,8 +26,10 @@ Behaviour:  Flows live in a set-associative flow table (pynf.conntrack).
             backend directly); with reverse_nat=table+backend, one from a
             backend serving exactly one service is rewritten all the same
             (for replicas whose forward packets went to another replica:
-            replicas share no state). Everything else passes untouched. The stage
-            fixes IPv4 and TCP/UDP checksums (RFC 1624; UDP 0 stays 0).
+            replicas share no state). Everything else passes untouched
+            (a filter of the VIP and backend addresses lets most of it
+            by without a table lookup). The stage fixes IPv4 and TCP/UDP
+            checksums (RFC 1624; UDP 0 stays 0).
 State:      each entry has a last-seen time and a state: TCP, TCP closing
             (a FIN or RST was seen, either way), UDP, or fragment. An entry
             idle for its state's timeout is dead: the next packet of the
@@ -35,7 +37,8 @@ State:      each entry has a last-seen time and a state: TCP, TCP closing
             place. A new flow whose bucket (8 entries) holds only live
             entries evicts the bucket's least recently seen (LRU within the
             bucket; on_full=drop drops instead). A SYN (without ACK) on a
-            closing entry reopens it (port reuse).
+            closing entry reopens it (port reuse). Time is the TSC, read
+            once a burst.
 Fragments:  paper mode: fragments pass unchanged (the paper's rule), or
             are dropped with non_l4=drop. Services mode: a first fragment
             is balanced by its 5-tuple like any packet, and leaves an entry
@@ -53,7 +56,8 @@ Drops:      lb_full        new flow in a bucket of live entries, with on_full=dr
                            drained or removed (control path)
 Settings:   capacity         flow-table entries per replica, rounded up to
                              8 x a power of two (default: max(65536, 4 x --flows):
-                             a connection takes two entries in services mode)
+                             a connection takes two entries in services mode;
+                             32 bytes an entry, so 2 MiB at least)
             on_full          evict | drop | hash (send without an entry)
             non_l4           pass | drop
             table_size       Maglev table size M, a prime (65537)
@@ -65,16 +69,17 @@ Settings:   capacity         flow-table entries per replica, rounded up to
             Timeout defaults are IPVS's (ipvsadm --set tcp tcpfin udp:
             900 120 300); the fragment timeout is Linux's ipfrag_time.
 Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,
-            C_REVERSE_STATELESS]: flows created, dead entries found (on
-            lookup or reused), live entries evicted, fragments rewritten,
+            C_REVERSE_STATELESS]: flows created, expired entries taken by
+            a new flow, live entries evicted, fragments rewritten,
             entries closed by FIN/RST, replies rewritten without an entry.
 Control:    add_backend, remove_backend (and flush its flows),
             drain_backend (no new flows), flush_flows: plain Python over
             the state arrays; call them through Runtime.control so each
             replica applies them between bursts. set_clock(st, seconds)
-            fixes the NF's clock (tests); st.clock[0] < 0 is the TSC.
+            fixes the NF's clock (tests simulate time passing: it sets
+            st.ctl[CLOCK], which overrides the TSC when >= 0).
 Default:    without --backends, paper mode with 8 backends
-            192.168.0.1..8, port 8080.
+            192.168.0.1..8, port 8080 (with --iface, --backends is required).
 Example:    pynf run --rtc acl,lb,l3fwd --backends services.txt --set lb.tcp_timeout=300
 Follows:    the paper's LB NF (5-tuple flow table, dst rewrite); Maglev
             (Eisenbud et al., NSDI '16) for the choice; IPVS NAT mode for
@@ -107,9 +112,24 @@ C_EVICTED = ct.C_EVICTED
 C_NEW, C_FRAGS, C_CLOSED, C_REVERSE_STATELESS = 2, 3, 4, 5
 COUNTERS = ("expired", "evicted", "new", "fragments", "closed", "reverse_stateless")
 
-# opts slots
-O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV = range(6)
+# st.ctl: pynf.conntrack's info (bucket mask, count, timeouts by state at
+# ct.I_TMO + state), then these slots; one array, as each array in the
+# state is passed on every call
+CLOCK, O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV = range(ct.I_END, ct.I_END + 7)
+# ... and a filter (services mode): bit hash32(a) & FILTER_MASK of st.ctl's
+# words from FILTER is set for each VIP and, with reverse_nat=table+backend,
+# each backend address. A packet that is not a live flow's and whose
+# addresses' bits are clear is not ours: it passes without the slow path.
+FILTER = ct.I_END + 8
+FILTER_BITS = 1 << 16
+FILTER_MASK = FILTER_BITS - 1
+CTL_EXTRA = FILTER + FILTER_BITS // 64 - ct.I_END
 MODE_PAPER, MODE_SERVICES = 0, 1
+# st.be[slot]: a backend slot's columns; BE_FLAG is
+BE_IP, BE_PORT, BE_SVC, BE_FLAG = 0, 1, 2, 3
+BE_FREE, BE_ACTIVE, BE_DRAINING = 0, 1, 2
+# st.scratch: a burst's keys and hashes, k0 at K0 + j, k1 at K1 + j, h at H + j
+K0, K1, H = 0, BURST_MAX, 2 * BURST_MAX
 
 # Entry value: target ip << 16 | port, REV (rewrite the source, not the
 # destination), backend slot << BE_SHIFT (control path: flush by backend)
@@ -222,10 +242,7 @@ def parse_backends(path):
     return tuple(backends), tuple(services)
 
 
-LbState = namedtuple("LbState", "flows info opts tmo clock counters maglev svcs svc_addr "
-                                "be_ip be_port be_svc be_flag k0 k1 h")
-# be_flag: a backend slot is
-BE_FREE, BE_ACTIVE, BE_DRAINING = 0, 1, 2
+LbState = namedtuple("LbState", "flows ctl counters maglev svcs svc_addr be scratch")
 
 
 def ticks_per_second():
@@ -243,28 +260,25 @@ def make_state(cfg):
     nbe = sum(len(b) for _, _, b in services)
     room = min(BE_LIMIT, nbe + max(64, nbe))        # room for control-path additions
     hz = int(ticks_per_second())
-    tab, info = ct.make(cfg.capacity)
-    tmo = np.zeros(4, dtype=np.int64)
+    tab, ctl = ct.make(cfg.capacity, CTL_EXTRA)
     for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
                     (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
-        tmo[s] = int(secs * hz)
-    opts = np.array([MODE_SERVICES if cfg.services else MODE_PAPER, ON_FULL.index(cfg.on_full),
-                     NON_L4.index(cfg.non_l4), cfg.table_size, hz,
-                     REVERSE_NAT.index(cfg.reverse_nat)], dtype=np.int64)
+        ctl[ct.I_TMO + s] = int(secs * hz)
+    ctl[CLOCK] = -1
+    ctl[O_MODE] = MODE_SERVICES if cfg.services else MODE_PAPER
+    ctl[O_ON_FULL] = ON_FULL.index(cfg.on_full)
+    ctl[O_NON_L4] = NON_L4.index(cfg.non_l4)
+    ctl[O_M] = cfg.table_size
+    ctl[O_HZ] = hz
+    ctl[O_REV] = REVERSE_NAT.index(cfg.reverse_nat)
     st = LbState(
-        flows=tab, info=info, opts=opts, tmo=tmo,
-        clock=np.full(1, -1, dtype=np.int64),
+        flows=tab, ctl=ctl,
         counters=np.zeros(8, dtype=np.int64),
         maglev=np.full((len(services), cfg.table_size), -1, dtype=np.int16),
         svcs=table.make_table(max(16, len(services) * 2 + room)),
         svc_addr=np.array([(v << 16) | p for v, p, _ in services], dtype=np.int64),
-        be_ip=np.zeros(room, dtype=np.uint32),
-        be_port=np.zeros(room, dtype=np.uint16),
-        be_svc=np.zeros(room, dtype=np.int32),
-        be_flag=np.zeros(room, dtype=np.int8),
-        k0=np.zeros(BURST_MAX, dtype=np.int64),
-        k1=np.zeros(BURST_MAX, dtype=np.int64),
-        h=np.zeros(BURST_MAX, dtype=np.int64),
+        be=np.zeros((room, 4), dtype=np.int64),
+        scratch=np.zeros(3 * BURST_MAX, dtype=np.int64),
     )
     k = 0
     for s, (vip, vport, bes) in enumerate(services):
@@ -272,12 +286,13 @@ def make_state(cfg):
             table.add(st.svcs, *_svc_key(vip, vport), s)
             table.add(st.svcs, *_vip_key(vip), 1)
         for ip, port in bes:
-            st.be_ip[k], st.be_port[k], st.be_svc[k], st.be_flag[k] = ip, port, s, BE_ACTIVE
+            st.be[k] = (ip, port, s, BE_ACTIVE)
             k += 1
         _rebuild(st, s)
     if cfg.services:
         for ip, port in {(ip, port) for _, _, bes in services for ip, port in bes}:
             _index_backend(st, ip, port)
+    _rebuild_filter(st)
     return st
 
 
@@ -296,6 +311,12 @@ def _be_key(ip, port):
 
 
 # ---- fast path ----
+
+@hot(inline="always")
+def _in_filter(ctl, ip):
+    x = hash32(ip) & FILTER_MASK
+    return (ctl[FILTER + (x >> 6)] >> (x & 63)) & 1 != 0
+
 
 @hot(inline="always")
 def _lookup(svcs, k0, k1, h):
@@ -321,18 +342,18 @@ def _backend_service(svcs, ip, port):
 
 
 @hot(inline="always")
-def _put(tab, info, k0, k1, h, v, meta, now, tmo, counters):
+def _put(tab, ctl, k0, k1, h, v, meta, now, counters):
     """Insert or update an entry, evicting the bucket's LRU entry if need be."""
-    e, _ = ct.claim(tab, ct.base(info, h), k0, k1, now, tmo, counters, True)
+    e, _ = ct.claim(tab, ct.base(ctl, h), k0, k1, now, ctl, counters, True)
     tab[e + 2] = v
     tab[e + 3] = meta
 
 
 @hot(inline="always")
-def _close(tab, info, src, dst, sport, dport, proto):
+def _close(tab, ctl, src, dst, sport, dport, proto):
     """Mark a 5-tuple's entry closing: the other direction saw a FIN or RST."""
     k0, k1 = key5(src, dst, sport, dport, proto)
-    e = ct.find(tab, ct.base(info, hash5(src, dst, sport, dport, proto)), k0, k1)
+    e = ct.find(tab, ct.base(ctl, hash5(src, dst, sport, dport, proto)), k0, k1)
     if e >= 0:
         tab[e + 3] = (tab[e + 3] & ~ct.STATE_MASK) | S_FIN
 
@@ -347,40 +368,44 @@ def _tcp_event(st, e, flags, v, src, dst, sport, dport):
     if flags & (TCP_FIN | TCP_RST):
         if state != S_FIN:
             st.counters[C_CLOSED] += 1
-            if st.opts[O_MODE] == MODE_SERVICES:
+            if st.ctl[O_MODE] == MODE_SERVICES:
                 if v & REV:         # a reply: close the client's entry
-                    _close(tab, st.info, dst, (v >> 16) & 0xFFFFFFFF, dport, v & 0xFFFF, 6)
+                    _close(tab, st.ctl, dst, (v >> 16) & 0xFFFFFFFF, dport, v & 0xFFFF, 6)
                 else:               # from the client: close the reply's entry
-                    _close(tab, st.info, (v >> 16) & 0xFFFFFFFF, src, v & 0xFFFF, sport, 6)
+                    _close(tab, st.ctl, (v >> 16) & 0xFFFFFFFF, src, v & 0xFFFF, sport, 6)
         return S_FIN
     if (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN:
         return S_TCP
     return state
 
 
-PASS = -1       # _slow's answer for a packet to leave untouched; drop k: -2 - k
+PASS = -1                       # _slow's answer for a packet to leave untouched; drop k: -2 - k
 
 
 @hot
-def _slow(st, k0, k1, h, src, dst, sp, dp, proto, fr, ident, flags, now):
+def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
     """Everything but a live flow's non-fragment packet: a new or dead flow,
     a fragment, a reply without an entry. Returns the entry value to apply,
     PASS, or -2 - k to drop the packet under reason k."""
     tab = st.flows
-    info = st.info
-    tmo = st.tmo
+    ctl = st.ctl
     cnt = st.counters
     stamp = now << ct.STATE_BITS
-    services = st.opts[O_MODE] == MODE_SERVICES
-    b = ct.base(info, h)
+    services = ctl[O_MODE] == MODE_SERVICES
+    if fr == 2:                     # no ports: (src, dst, proto, IP id)
+        k0, k1 = key5(src, dst, ident, 0, proto)
+        k1 |= FRAG_KEY
+        h = hash5(src, dst, ident, 0, proto)
+    else:
+        k0, k1 = key5(src, dst, sp, dp, proto)
+        h = hash5(src, dst, sp, dp, proto)
+    b = ct.base(ctl, h)
     e = ct.find(tab, b, k0, k1)
     v = -1
-    if e >= 0:
-        if ct.expired(tab[e + 3], now, tmo):
-            cnt[C_EXPIRED] += 1     # dead: a new flow in the same entry
-        else:
-            v = tab[e + 2]          # a live fragment entry or first fragment's flow
-            tab[e + 3] = stamp | (tab[e + 3] & ct.STATE_MASK)
+    if e >= 0 and not ct.expired(tab[e + 3], now, ctl):
+        v = tab[e + 2]              # a live fragment entry or first fragment's flow
+        tab[e + 3] = stamp | (tab[e + 3] & ct.STATE_MASK)
+    # (a dead entry of this key stays e: a new flow of the key takes it)
     if v < 0:
         if fr == 2:                 # a later fragment whose first was not seen
             return -2 - 2 if _is_vip(st.svcs, dst) else PASS
@@ -388,7 +413,7 @@ def _slow(st, k0, k1, h, src, dst, sp, dp, proto, fr, ident, flags, now):
         if services:
             svc = _service(st.svcs, dst, dp)
         if svc < 0:
-            if st.opts[O_REV] == 0:     # a reply whose entry is in another replica?
+            if ctl[O_REV] == 0:     # a reply whose entry is in another replica?
                 r = _backend_service(st.svcs, src, sp)
                 if r >= 0:
                     v = st.svc_addr[r] | REV
@@ -396,118 +421,149 @@ def _slow(st, k0, k1, h, src, dst, sp, dp, proto, fr, ident, flags, now):
             if v < 0:
                 return PASS             # not ours: untouched
         else:
-            k = np.int64(st.maglev[svc, h % st.opts[O_M]])
+            k = np.int64(st.maglev[svc, h % ctl[O_M]])
             if k < 0:
                 return -2 - 3
-            bip = np.int64(st.be_ip[k])
-            bport = np.int64(st.be_port[k])
+            bip = st.be[k, BE_IP]
+            bport = st.be[k, BE_PORT]
             v = (bip << 16) | bport | (k << BE_SHIFT)
             state = S_UDP if proto == 17 else (S_FIN if flags & (TCP_FIN | TCP_RST) else S_TCP)
-            if e < 0:
-                e, _ = ct.claim(tab, b, k0, k1, now, tmo, cnt, st.opts[O_ON_FULL] == 0)
+            if e >= 0:
+                cnt[C_EXPIRED] += 1     # the 5-tuple's own dead entry, taken over
+            else:
+                e, _ = ct.claim(tab, b, k0, k1, now, ctl, cnt, ctl[O_ON_FULL] == 0)
             if e >= 0:
                 cnt[C_NEW] += 1
                 tab[e + 2] = v
                 tab[e + 3] = stamp | state
                 if services:            # the reply's entry: backend -> client
                     rk0, rk1 = key5(bip, src, bport, sp, proto)
-                    _put(tab, info, rk0, rk1, hash5(bip, src, bport, sp, proto),
-                         st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, tmo, cnt)
-            elif st.opts[O_ON_FULL] == 1:
+                    _put(tab, ctl, rk0, rk1, hash5(bip, src, bport, sp, proto),
+                         st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, cnt)
+            elif ctl[O_ON_FULL] == 1:
                 return -2 - 0
             # else on_full=hash: the backend, without an entry
     if fr != 0:
         cnt[C_FRAGS] += 1
         if fr == 1:                     # the datagram's later fragments follow this one
             fk0, fk1 = key5(src, dst, ident, 0, proto)
-            _put(tab, info, fk0, fk1 | FRAG_KEY, hash5(src, dst, ident, 0, proto), v,
-                 stamp | S_FRAG, now, tmo, cnt)
+            _put(tab, ctl, fk0, fk1 | FRAG_KEY, hash5(src, dst, ident, 0, proto), v,
+                 stamp | S_FRAG, now, cnt)
     return v
+
+
+NOT_L4, FRAGMENT = -1, -2       # scratch h of a packet with no flow key
+EVENT = -16                     # scratch h = EVENT - entry: a SYN, FIN or RST on a live entry
 
 
 @nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state)
 def lb(pkts, live, n, st):
     tab = st.flows
-    info = st.info
-    tmo = st.tmo
+    ctl = st.ctl
+    sc = st.scratch
     mem = pkts.mem
-    services = st.opts[O_MODE] == MODE_SERVICES
-    now = st.clock[0]                   # once per burst; >= 0: set by a test
+    services = ctl[O_MODE] == MODE_SERVICES
+    now = ctl[CLOCK]                    # once per burst; >= 0: set by a test
     if now < 0:
         now = np.int64(rdtsc())
     stamp = now << ct.STATE_BITS
-    # Pass 1: key and hash of every packet, and start loading its bucket,
-    # so that the table misses of the whole burst overlap.
+    # Pass 1: key and hash of every TCP/UDP non-fragment, and start loading
+    # its bucket, so that the table misses of the whole burst overlap.
     for j in range(n):
         i = live[j]
-        proto = np.int64(pkts.proto[i])
+        proto = pkts.proto[i]
         fr = pkts.frag[i]
-        if (proto != 6 and proto != 17) or (fr != 0 and not services):
-            st.h[j] = -1
+        if (proto != 6 and proto != 17) or fr != 0:
+            sc[H + j] = FRAGMENT if (services and fr != 0 and (proto == 6 or proto == 17)) else NOT_L4
             continue
         # NB: all int64: Numba's int() of an unsigned value is uint64, and
         # uint64 | int64 is a float64, which rounds 56-bit keys
         src = np.int64(pkts.src_ip[i])
         dst = np.int64(pkts.dst_ip[i])
-        if fr == 2:                     # no ports: (src, dst, proto, IP id)
-            ident = ld16(mem, pkts.off[i] + pkts.l3[i] + 4)
-            k0, k1 = key5(src, dst, ident, 0, proto)
-            k1 |= FRAG_KEY
-            h = hash5(src, dst, ident, 0, proto)
-        else:
-            sp = np.int64(pkts.sport[i])
-            dp = np.int64(pkts.dport[i])
-            k0, k1 = key5(src, dst, sp, dp, proto)
-            h = hash5(src, dst, sp, dp, proto)
-        st.k0[j] = k0
-        st.k1[j] = k1
-        st.h[j] = h
-        ct.prefetch_bucket(tab, info, h)
+        sp = np.int64(pkts.sport[i])
+        dp = np.int64(pkts.dport[i])
+        k0, k1 = key5(src, dst, sp, dp, np.int64(proto))
+        h = hash5(src, dst, sp, dp, np.int64(proto))
+        sc[K0 + j] = k0
+        sc[K1 + j] = k1
+        # TCP flags ride in h's upper bits: read whatever the protocol and
+        # masked (a select, not a branch: a TCP/UDP mix would make a branch a
+        # coin toss). The byte lies inside the buffer (at most 91 bytes in),
+        # and for TCP inside the frame: the parser checked 20 bytes of TCP.
+        sc[H + j] = h | ((ld8(mem, pkts.off[i] + pkts.l4[i] + 13) * (proto == 6)) << 32)
+        ct.prefetch_bucket(tab, ctl, h)
     # Pass 2: a live flow's packet is handled here; anything else in _slow.
+    events = 0
     for j in range(n):
         i = live[j]
-        h = st.h[j]
-        if h < 0:
-            if st.opts[O_NON_L4] == 1 and (not services or _is_vip(st.svcs, np.int64(pkts.dst_ip[i]))):
+        h = sc[H + j]
+        if h == NOT_L4:
+            if ctl[O_NON_L4] == 1 and (not services or _is_vip(st.svcs, np.int64(pkts.dst_ip[i]))):
                 pkts.port[i] = drop(1)
             continue
-        fr = pkts.frag[i]
-        # TCP flags, read whatever the protocol and masked (a select, not a
-        # branch: a TCP/UDP mix would make a branch a coin toss). The byte
-        # lies inside the buffer (at most 91 bytes in), and for TCP inside
-        # the frame: the parser checked 20 bytes of TCP header.
-        flags = ld8(mem, pkts.off[i] + pkts.l4[i] + 13) * ((pkts.proto[i] == 6) & (fr == 0))
-        v = -1
-        if fr == 0:
-            e = ct.find(tab, ct.base(info, h), st.k0[j], st.k1[j])
+        flags = 0
+        if h >= 0:                      # TCP/UDP, not a fragment
+            flags = h >> 32
+            h &= 0xFFFFFFFF
+            e = ct.find(tab, ct.base(ctl, h), sc[K0 + j], sc[K1 + j])
             if e >= 0:
                 meta = tab[e + 3]
                 state = meta & ct.STATE_MASK
-                if now - (meta >> ct.STATE_BITS) <= tmo[state]:
+                if now - (meta >> ct.STATE_BITS) <= ctl[ct.I_TMO + state]:
+                    tab[e + 3] = stamp | state
                     v = tab[e + 2]
                     if flags & (TCP_FIN | TCP_SYN | TCP_RST):
-                        state = _tcp_event(st, e, flags, v, np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
-                                           np.int64(pkts.sport[i]), np.int64(pkts.dport[i]))
-                    tab[e + 3] = stamp | state
+                        sc[H + j] = EVENT - e   # its state changes after this loop
+                        events += 1
+                    if v & REV:
+                        pkts.src_ip[i] = (v >> 16) & 0xFFFFFFFF
+                        pkts.sport[i] = v & 0xFFFF
+                    else:
+                        pkts.dst_ip[i] = (v >> 16) & 0xFFFFFFFF
+                        pkts.dport[i] = v & 0xFFFF
+                    continue
+        # not a live flow's packet: a new or dead flow, a fragment, a reply
+        # without an entry, or not ours
+        fr = pkts.frag[i]
+        if services and fr == 0:
+            if not (_in_filter(ctl, np.int64(pkts.dst_ip[i]))
+                    or (ctl[O_REV] == 0 and _in_filter(ctl, np.int64(pkts.src_ip[i])))):
+                continue                # not to a VIP, not from a backend: untouched
+        ident = 0
+        if fr != 0:
+            ident = ld16(mem, pkts.off[i] + pkts.l3[i] + 4)
+        v = _slow(st, np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
+                  np.int64(pkts.sport[i]), np.int64(pkts.dport[i]), np.int64(pkts.proto[i]),
+                  np.int64(fr), ident, flags, now)
         if v < 0:
-            ident = 0
-            if fr != 0:
-                ident = ld16(mem, pkts.off[i] + pkts.l3[i] + 4)
-            v = _slow(st, st.k0[j], st.k1[j], h, np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
-                      np.int64(pkts.sport[i]), np.int64(pkts.dport[i]), np.int64(pkts.proto[i]),
-                      np.int64(fr), ident, flags, now)
-            if v < 0:
-                if v != PASS:
-                    pkts.port[i] = drop(-2 - v)
-                continue
+            if v != PASS:
+                pkts.port[i] = drop(-2 - v)
+            continue
         if v & REV:
             pkts.src_ip[i] = (v >> 16) & 0xFFFFFFFF
-            if fr != 2:
+            if fr != 2:                 # a later fragment has no ports
                 pkts.sport[i] = v & 0xFFFF
         else:
             pkts.dst_ip[i] = (v >> 16) & 0xFFFFFFFF
             if fr != 2:
                 pkts.dport[i] = v & 0xFFFF
+    # Pass 3 (rare): state changes by TCP flags, out of the loop above so
+    # that its hot path holds no call. The fields used are those the
+    # rewrite left alone (the client's side), and an entry taken by a new
+    # flow since (a full bucket) is recognised by its key and skipped.
+    if events:
+        for j in range(n):
+            h = sc[H + j]
+            if h > EVENT:
+                continue
+            e = EVENT - h
+            if tab[e] != sc[K0 + j] or tab[e + 1] != (sc[K1 + j] | ct.USED):
+                continue
+            i = live[j]
+            flags = ld8(mem, pkts.off[i] + pkts.l4[i] + 13)
+            state = _tcp_event(st, e, flags, tab[e + 2], np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),
+                               np.int64(pkts.sport[i]), np.int64(pkts.dport[i]))
+            tab[e + 3] = (tab[e + 3] & ~ct.STATE_MASK) | state
 
 
 # ---- control path: plain Python over the state arrays, between bursts ----
@@ -526,35 +582,52 @@ def _service_index(st, service):
         service = a
     key = (int(service[0]) << 16) | int(service[1])
     hit = np.flatnonzero(st.svc_addr == key)
-    if st.opts[O_MODE] != MODE_SERVICES or len(hit) == 0:
+    if st.ctl[O_MODE] != MODE_SERVICES or len(hit) == 0:
         raise ValueError(f"no service {format_ipv4(service[0])}:{service[1]}")
     return int(hit[0])
 
 
+def _rebuild_filter(st):
+    """Set the filter's bits for the VIPs and (reverse_nat=table+backend)
+    the backends in use."""
+    ctl = st.ctl
+    ctl[FILTER:FILTER + FILTER_BITS // 64] = 0
+    if ctl[O_MODE] != MODE_SERVICES:
+        return
+    ips = [int(a) >> 16 for a in st.svc_addr]
+    if ctl[O_REV] == 0:
+        ips += [int(ip) for ip in st.be[st.be[:, BE_FLAG] != BE_FREE, BE_IP]]
+    for ip in ips:
+        x = int(hash32(ip)) & FILTER_MASK
+        ctl[FILTER + (x >> 6)] |= np.int64(1 << (x & 63)) if (x & 63) < 63 else np.int64(-(1 << 63))
+
+
 def _rebuild(st, s):
     """Rebuild service s's Maglev table from its active backends."""
-    ks = np.flatnonzero((st.be_svc == s) & (st.be_flag == BE_ACTIVE))
-    m = int(st.opts[O_M])
-    t = maglev.build([(int(st.be_ip[k]), int(st.be_port[k])) for k in ks], m)
+    be = st.be
+    ks = np.flatnonzero((be[:, BE_SVC] == s) & (be[:, BE_FLAG] == BE_ACTIVE))
+    t = maglev.build([(int(be[k, BE_IP]), int(be[k, BE_PORT])) for k in ks], int(st.ctl[O_M]))
     st.maglev[s, :] = np.where(t >= 0, ks[np.maximum(t, 0)] if len(ks) else -1, -1)
 
 
 def _index_backend(st, ip, port):
     """Keep the reply map (backend ip:port -> its one service) right for ip:port."""
-    if st.opts[O_MODE] != MODE_SERVICES:
+    if st.ctl[O_MODE] != MODE_SERVICES:
         return
-    ks = np.flatnonzero((st.be_ip == ip) & (st.be_port == port) & (st.be_flag != BE_FREE))
+    be = st.be
+    ks = np.flatnonzero((be[:, BE_IP] == ip) & (be[:, BE_PORT] == port) & (be[:, BE_FLAG] != BE_FREE))
     k0, k1, h = _be_key(ip, port)
     if len(ks) == 0:
         table.delete(st.svcs, k0, k1, h)
         return
-    svcs = set(int(st.be_svc[k]) for k in ks)
+    svcs = set(int(be[k, BE_SVC]) for k in ks)
     table.add(st.svcs, k0, k1, h, svcs.pop() if len(svcs) == 1 else AMBIGUOUS)
 
 
 def _slot(st, s, ip, port):
-    ks = np.flatnonzero((st.be_svc == s) & (st.be_ip == ip) & (st.be_port == port)
-                        & (st.be_flag != BE_FREE))
+    be = st.be
+    ks = np.flatnonzero((be[:, BE_SVC] == s) & (be[:, BE_IP] == ip) & (be[:, BE_PORT] == port)
+                        & (be[:, BE_FLAG] != BE_FREE))
     return int(ks[0]) if len(ks) else -1
 
 
@@ -575,14 +648,15 @@ def add_backend(st, backend, service=None):
     ip, port = _parse_backend(backend)
     k = _slot(st, s, ip, port)
     if k < 0:
-        free = np.flatnonzero(st.be_flag == BE_FREE)
+        free = np.flatnonzero(st.be[:, BE_FLAG] == BE_FREE)
         if len(free) == 0:
-            raise ValueError(f"no room for another backend ({len(st.be_flag)} slots)")
+            raise ValueError(f"no room for another backend ({len(st.be)} slots)")
         k = int(free[0])
-        st.be_ip[k], st.be_port[k], st.be_svc[k] = ip, port, s
-    st.be_flag[k] = BE_ACTIVE
+        st.be[k, BE_IP], st.be[k, BE_PORT], st.be[k, BE_SVC] = ip, port, s
+    st.be[k, BE_FLAG] = BE_ACTIVE
     _rebuild(st, s)
     _index_backend(st, ip, port)
+    _rebuild_filter(st)
 
 
 def drain_backend(st, backend, service=None):
@@ -592,7 +666,7 @@ def drain_backend(st, backend, service=None):
     k = _slot(st, s, ip, port)
     if k < 0:
         raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
-    st.be_flag[k] = BE_DRAINING
+    st.be[k, BE_FLAG] = BE_DRAINING
     _rebuild(st, s)
 
 
@@ -604,9 +678,10 @@ def remove_backend(st, backend, service=None):
     k = _slot(st, s, ip, port)
     if k < 0:
         raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
-    st.be_flag[k] = BE_FREE
+    st.be[k, BE_FLAG] = BE_FREE
     _rebuild(st, s)
     _index_backend(st, ip, port)
+    _rebuild_filter(st)
     return _flush_where(st, lambda slot: slot == k)
 
 
@@ -621,12 +696,22 @@ def flush_flows(st, service=None):
     if service is None:
         return ct.flush(st.flows)
     s = _service_index(st, service)
-    return _flush_where(st, lambda slot: st.be_svc[slot] == s)
+    return _flush_where(st, lambda slot: st.be[np.minimum(slot, len(st.be) - 1), BE_SVC] == s)
 
 
 def set_clock(st, seconds):
     """Fix the NF's clock at `seconds` (tests simulate time); None: the TSC again."""
-    st.clock[0] = -1 if seconds is None else int(seconds * st.opts[O_HZ])
+    st.ctl[CLOCK] = -1 if seconds is None else int(seconds * st.ctl[O_HZ])
+
+
+def ticks(st, seconds):
+    """Seconds in the NF's clock ticks."""
+    return int(seconds * st.ctl[O_HZ])
+
+
+def timeouts(st):
+    """Idle timeouts by state (S_TCP, S_FIN, S_UDP, S_FRAG), in ticks."""
+    return [int(st.ctl[ct.I_TMO + s]) for s in (S_TCP, S_FIN, S_UDP, S_FRAG)]
 
 
 def counters(st):

@@ -21,8 +21,9 @@ were listed or added.
     from pynf.maglev import build
     table = build([(ip, port), ...], 65537)     # int32[M]: index into the list
 
-build() takes about 1 ms (N = 8) to 10 ms (N = 100) for M = 65537
-compiled; under NUMBA_DISABLE_JIT the fill runs as Python (about a second).
+build() takes about 2 ms (N = 8) to 3 ms (N = 100) for M = 65537
+compiled (bench/lb.py); under NUMBA_DISABLE_JIT the fill runs as Python
+(0.3 to 0.5 s).
 """
 import hashlib
 

@@ -106,7 +106,8 @@ def fields_used(fn, arg=0, seen=None):
     The stage compiler specialises parsing and write-back to these, so a
     stage whose NFs never change the MACs never compares them. The batch
     handed to a helper function of the NF's module (a plain or @hot
-    function) is followed into it; anything else the analysis cannot see
+    function, defined before the NF: the analysis runs at decoration) is
+    followed into it; anything else the analysis cannot see
     through (the batch handed elsewhere, a field array taken as a whole)
     counts as read and written, so it is conservative: at worst a field is
     written back that did not change.

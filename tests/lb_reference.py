@@ -25,6 +25,8 @@ def maglev_table(backends, m=M_DEFAULT):
     """Lookup table: list of m backends (ip, port), filled round-robin in
     sorted backend order (Pseudocode 1 of the paper)."""
     order = sorted(backends)
+    if not order:
+        return []
     perm = [offset_skip(ip, port, m) for ip, port in order]
     nxt = [0] * len(order)
     entry = [None] * m

@@ -3,7 +3,7 @@
 kernels, to compare them against."""
 import struct
 
-from pynf.hashing import hash5
+from lb_reference import Lb  # noqa: F401 - the lb reference (Maglev), used by ChainRef
 
 REASONS_PARSE = ("runt", "vlan_stack", "not_ipv4", "ip_truncated", "ip_version", "ip_ihl",
                  "ip_len", "l4_truncated", "tcp_doff")
@@ -67,27 +67,6 @@ def acl(rules, h):
         if r.matches(h["src"], h["dst"], h["sport"], h["dport"], h["proto"]):
             return r.allow
     return True
-
-
-class Lb:
-    def __init__(self, backends, capacity, on_full="drop", non_l4="pass"):
-        self.backends, self.capacity = list(backends), capacity
-        self.on_full, self.non_l4 = on_full, non_l4
-        self.flows = {}
-
-    def __call__(self, h):
-        """(new dst, new dport) or a drop reason or None (pass unchanged)."""
-        if h["proto"] not in (6, 17) or h["fragment"]:
-            return "lb_non_l4" if self.non_l4 == "drop" else None
-        key = (h["src"], h["dst"], h["sport"], h["dport"], h["proto"])
-        hv = int(hash5(*key))
-        if key not in self.flows:
-            if len(self.flows) >= self.capacity:
-                if self.on_full == "drop":
-                    return "lb_full"
-                return self.backends[(hv >> 8) % len(self.backends)]
-            self.flows[key] = (hv >> 8) % len(self.backends)
-        return self.backends[self.flows[key]]
 
 
 class L3fwd:

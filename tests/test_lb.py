@@ -202,6 +202,7 @@ def test_removing_a_backend_moves_its_flows_only(tmp_path):
     _, other = fresh.run(fr)
     kept = [(x, y) for x, y in zip(before, other) if dst_of(x) != gone]
     frac = sum(x != y for x, y in kept) / len(kept)
+    print(f"flows of the other backends moved: {frac:.4f}")
     assert frac < 0.02, frac
 
 
@@ -274,6 +275,13 @@ def test_reply_without_entry_rewritten_by_backend_or_not(tmp_path):
     assert L.counters(st_of(ch))["reverse_stateless"] == 1
     v, (out,) = services_chain(tmp_path).run([reply])      # the default: a direct reply passes
     assert out == reply
+    # a backend added later is known too (the slow path's address filter)
+    L.add_backend(st_of(ch), "192.168.7.7:8080", f"{VIP}:80")
+    v, (out,) = ch.run([P.tcp("192.168.7.7", CLIENT, sport=8080, dport=40001)])
+    assert out == P.tcp(VIP, CLIENT, sport=80, dport=40001)
+    L.remove_backend(st_of(ch), "192.168.7.7:8080", f"{VIP}:80")
+    v, (out,) = ch.run([P.tcp("192.168.7.7", CLIENT, sport=8080, dport=40001)])
+    assert out == P.tcp("192.168.7.7", CLIENT, sport=8080, dport=40001)
 
 
 # ---- time: idle timeouts, FIN/RST, reuse, eviction ----
@@ -301,8 +309,7 @@ def test_udp_and_tcp_idle_timeouts(tmp_path):
 def test_timeouts_are_settings(tmp_path):
     ch = paper_chain(tmp_path, udp_timeout=5, tcp_timeout=10.5, tcp_fin_timeout=1)
     st = st_of(ch)
-    hz = st.opts[L.O_HZ]
-    assert list(st.tmo[:3]) == [int(10.5 * hz), int(1 * hz), int(5 * hz)]
+    assert L.timeouts(st) == [L.ticks(st, 10.5), L.ticks(st, 1), L.ticks(st, 5), L.ticks(st, 30)]
     L.set_clock(st, 0)
     ch.run([P.udp()])
     L.set_clock(st, 6)
@@ -333,7 +340,7 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     assert o == P.tcp(VIP, CLIENT, sport=80, dport=40000, tcp_flags=0x10)
     L.set_clock(st, 50 + 119 + 121)
     _, (o,) = ch.run([reply])                     # closing, idle 121 s: gone (established: 900 s)
-    assert o == reply and L.counters(st)["expired"] == 1
+    assert o == reply
     # RST from the backend closes the client's entry too
     L.set_clock(st, 1000)
     ch.run([P.tcp(CLIENT, VIP, sport=40001, dport=80, tcp_flags=0x02)])
@@ -345,7 +352,7 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     assert L.counters(st)["closed"] == 2
     e = L.ct.entries(st.flows)
     used = e[e[:, 1] != 0]
-    fresh = used[(used[:, 3] >> 2) >= int(1000 * st.opts[L.O_HZ])]
+    fresh = used[(used[:, 3] >> 2) >= L.ticks(st, 1000)]      # seen since t = 1000 s
     assert len(fresh) == 2 and set(fresh[:, 3] & 3) == {L.S_FIN}
 
 
@@ -365,7 +372,7 @@ def same_bucket_flows(st, n, dport=80, proto=17):
     """n UDP flows whose keys fall in bucket 0 of the flow table."""
     from pynf.hashing import hash5
     out, sp = [], 1
-    mask = int(st.info[L.ct.I_MASK])
+    mask = int(st.ctl[L.ct.I_MASK])
     while len(out) < n:
         if int(hash5(P.ip("10.0.0.1"), P.ip("1.2.3.4"), sp, dport, proto)) & mask == 0:
             out.append(P.udp("10.0.0.1", "1.2.3.4", sport=sp, dport=dport))

@@ -86,8 +86,6 @@ def files(tmp_path):
     return dict(rules=str(rules), routes=str(routes), backends=str(backends))
 
 
-@pytest.mark.xfail(strict=True, reason="tests/reference.py's lb still picks a backend by hash mod N; "
-                   "nfs/lb.py now chooses by Maglev (tests/lb_reference.py has it): to be ported")
 def test_pcap_chain_matches_reference(tmp_path, files):
     rng = random.Random(42)
     frames = mixed_frames(rng, 3000)
@@ -139,7 +137,7 @@ def test_two_replicas_split_flows(frame_size):
     from pynf.plan import parse
     from pynf.runtime import Options, Runtime
     from pynf.stats import report, tsc_hz
-    from pynf import table
+    from pynf import conntrack
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(packets=40000, cores=[0, 1])
     rt = Runtime(plan, RunContext(flows=300), opts,
@@ -151,8 +149,7 @@ def test_two_replicas_split_flows(frame_size):
     assert conserved(rep) and rep["rx"] == 40000 and rep["buffers_in_use"] == 0
     keys = []
     for w in rt.workers:
-        t = w.states[1].flows
-        used = t.slots.reshape(-1, table.SLOT)
+        used = conntrack.entries(w.states[1].flows)
         used = used[used[:, 1] != 0]
         keys.append({(int(a), int(b)) for a, b in used[:, :2]})
         assert w.ws[0] > 0                      # both replicas got traffic
