@@ -1,17 +1,26 @@
-"""iperf3 TCP through pynf against the Linux kernel routing the same veths.
+"""iperf3 TCP through pynf against the Linux kernel and DPDK's testpmd on
+the same veths.
 
-    python -m bench.hosts [--seconds 5] [--chains l3fwd,acl,lb,l3fwd]
+    python -m bench.hosts [--seconds 5] [--chains "l3fwd;acl,lb,l3fwd"]
 
 Two network namespaces (client 10.92.1.2, server 10.92.2.2), each joined
 to the root namespace by a veth pair (checksum offload off on both ends, so
 the veths carry real checksums). The same pair of root-side interfaces is
-first routed by the kernel (addresses on them, ip_forward on), then handed
-to `pynf run --rtc CHAIN --iface ...` (addresses on pynf's ports instead).
-Prints Gbit/s and TCP retransmits per case. Needs root.
+routed in turn by:
+- the kernel (addresses on them, ip_forward on);
+- dpdk-testpmd (Debian's dpdk-dev), mac forwarding between two
+  net_af_packet ports with the same ring size pynf uses; it does no ARP,
+  so the hosts get static neighbour entries for this case only;
+- `pynf run --rtc CHAIN --iface ...` (addresses on pynf's ports). A chain
+  with lb gets a service 10.92.9.9:5201 -> the server, and iperf3 goes to
+  the service address (reverse NAT on every reply).
+Prints Gbit/s and TCP retransmits per case, and per pynf case whether the
+report conserves packets. Needs root.
 """
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,11 +61,14 @@ def down():
         subprocess.run(["ip", "link", "del", f"pb{k}"], capture_output=True)
 
 
-def iperf(seconds):
+VIP = "10.92.9.9"
+
+
+def iperf(seconds, dst=None):
     srv = subprocess.Popen(["ip", "netns", "exec", NS["s"], "iperf3", "-s", "-1"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    r = sh("iperf3", "-c", NET["s"][1].split("/")[0], "-t", str(seconds), "-J", ns="c",
+    r = sh("iperf3", "-c", dst or NET["s"][1].split("/")[0], "-t", str(seconds), "-J", ns="c",
            check=False, timeout=seconds + 30)
     srv.kill()
     try:
@@ -82,9 +94,46 @@ def kernel(seconds):
             sh("ip", "neigh", "flush", "all", ns=k)
 
 
-def pynf(chain, seconds):
+def mac_of(dev, ns=None):
+    return sh("cat", f"/sys/class/net/{dev}/address", ns=ns).stdout.strip()
+
+
+def testpmd(seconds):
+    """testpmd mac-forwarding port 0 (client side) <-> port 1 (server side)."""
+    peers = {"c": mac_of("eth0", "c"), "s": mac_of("eth0", "s")}
+    for k in NS:
+        sh("ip", "neigh", "replace", NET[k][0].split("/")[0], "lladdr", mac_of(f"pb{k}"), "dev", "eth0",
+           ns=k)
+    cmd = ["dpdk-testpmd", "--no-huge", "--no-pci", "-m", "1024", "--no-shconf", "-l", "0,1",
+           "--log-level=4"]
+    for n, k in enumerate(NS):
+        cmd.append(f"--vdev=net_af_packet{n},iface=pb{k},qdisc_bypass=1,framecnt=8192")
+    cmd += ["--", "--forward-mode=mac", f"--eth-peer=0,{peers['s']}", f"--eth-peer=1,{peers['c']}",
+            "--stats-period=1", "--auto-start"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        return iperf(seconds)
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        for k in NS:
+            sh("ip", "neigh", "flush", "all", ns=k)
+
+
+def pynf(chain, seconds, tmp="/tmp/pynf-bench-hosts-backends.txt"):
     pynf_bin = os.path.join(ROOT, ".venv", "bin", "pynf")
     cmd = [pynf_bin, "run", "--rtc", chain, "--json", "--quiet"]
+    dst = None
+    if "lb" in chain.split(","):
+        with open(tmp, "w") as f:
+            f.write(f"{VIP}:5201 {NET['s'][1].split('/')[0]}:5201\n")
+        cmd += ["--backends", tmp]
+        dst = VIP
     for k in NS:
         cmd += ["--iface", f"pb{k}={NET[k][0]}"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -94,7 +143,7 @@ def pynf(chain, seconds):
         sh("ping", "-c", "1", "-W", "1", NET["s"][1].split("/")[0], ns="c", check=False)
         if sh("ping", "-c", "1", "-W", "1", NET["s"][1].split("/")[0], ns="c", check=False).returncode == 0:
             break
-    res = iperf(seconds)
+    res = iperf(seconds, dst)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     rep = json.loads(out) if out.strip() else {}
@@ -109,6 +158,8 @@ def main():
     up()
     try:
         rows = [("kernel", *kernel(a.seconds))]
+        if shutil.which("dpdk-testpmd"):
+            rows.append(("dpdk-testpmd (mac fwd)", *testpmd(a.seconds)))
         for chain in a.chains.split(";"):
             (gbps, rtx), rep, err = pynf(chain, a.seconds)
             ok = rep and rep["rx"] == rep["tx"] + sum(rep["drops"].values())
