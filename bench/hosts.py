@@ -95,11 +95,12 @@ def kernel(seconds):
 
 
 def mac_of(dev, ns=None):
-    return sh("cat", f"/sys/class/net/{dev}/address", ns=ns).stdout.strip()
+    return sh("ip", "-br", "link", "show", dev, ns=ns).stdout.split()[2]
 
 
 def testpmd(seconds):
-    """testpmd mac-forwarding port 0 (client side) <-> port 1 (server side)."""
+    """testpmd mac-forwarding port 0 (client side) <-> port 1 (server side);
+    --eth-peer=N,MAC names the host on port N."""
     peers = {"c": mac_of("eth0", "c"), "s": mac_of("eth0", "s")}
     for k in NS:
         sh("ip", "neigh", "replace", NET[k][0].split("/")[0], "lladdr", mac_of(f"pb{k}"), "dev", "eth0",
@@ -108,7 +109,7 @@ def testpmd(seconds):
            "--log-level=4"]
     for n, k in enumerate(NS):
         cmd.append(f"--vdev=net_af_packet{n},iface=pb{k},qdisc_bypass=1,framecnt=8192")
-    cmd += ["--", "--forward-mode=mac", f"--eth-peer=0,{peers['s']}", f"--eth-peer=1,{peers['c']}",
+    cmd += ["--", "--forward-mode=mac", f"--eth-peer=0,{peers['c']}", f"--eth-peer=1,{peers['s']}",
             "--stats-period=1", "--auto-start"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          stdin=subprocess.DEVNULL)
