@@ -75,7 +75,7 @@ class L3fwdConfig:
     def from_context(cls, ctx):
         host = getattr(ctx, "host", None)
         if ctx.routes:
-            exact, prefixes = parse_routes(ctx.routes)
+            exact, prefixes = parse_routes(ctx.routes, len(host.ifaces) if host is not None else None)
             return cls(exact, prefixes, host=host)
         if host is not None:
             return cls(host=host)
@@ -98,8 +98,9 @@ class L3fwdConfig:
             raise UsageError("--set l3fwd.capacity: must be >= 0")
 
 
-def parse_routes(path):
-    """(exact routes, prefix routes) of a routes file; ConfigError on a bad line."""
+def parse_routes(path, nports=None):
+    """(exact routes, prefix routes) of a routes file; ConfigError on a bad
+    line, or (nports given: the --iface ports) on a port pynf does not have."""
     exact, prefixes = [], []
     for no, text in read_lines(path):
         toks = text.split()
@@ -108,6 +109,8 @@ def parse_routes(path):
         if not toks or not 2 <= len(toks) <= 3 or not toks[1].isdigit() or int(toks[1]) > MAX_PORT:
             raise ConfigError(path, no, f"bad route {text!r} ({want})")
         port = int(toks[1])
+        if nports is not None and port >= nports:
+            raise ConfigError(path, no, f"route {text!r}: no port {port} (the --iface ports are 0..{nports - 1})")
         addr, slash, plen = toks[0].partition("/")
         v = parse_ipv4(addr)
         if v is None or (slash and (not plen.isdigit() or int(plen) > 32)) or (len(toks) == 3 and not slash):

@@ -103,3 +103,11 @@ def test_neigh_table_lifecycle():
     assert t.mac(P.ip("10.0.0.1")) is None
     assert t.entry(P.ip("10.0.0.9"), 0.5) is None            # still within the grace time
     assert t.entry(P.ip("10.0.0.9"), 5.0) is not None        # the dead entry's slot is reused
+
+
+def test_route_to_a_port_pynf_does_not_have(tmp_path):
+    p = tmp_path / "r.txt"
+    p.write_text("10.0.0.0/8 1\n10.9.0.0/16 2\n")
+    with pytest.raises(ConfigError) as e:
+        Chain(["l3fwd"], RunContext(routes=str(p), host=host()))
+    assert str(e.value).startswith(f"{p}:2: route") and "no port 2" in str(e.value)
