@@ -9,7 +9,8 @@ the veths carry real checksums). The same pair of root-side interfaces is
 routed in turn by:
 - the kernel (addresses on them, ip_forward on);
 - dpdk-testpmd (Debian's dpdk-dev), mac forwarding between two
-  net_af_packet ports with the same ring size pynf uses; it does no ARP,
+  net_af_packet ports with the same ring size pynf uses, and between two
+  net_af_xdp ports (to see whether pynf should use af_xdp); it does no ARP,
   so the hosts get static neighbour entries for this case only;
 - `pynf run --rtc CHAIN --iface ...` (addresses on pynf's ports). A chain
   with lb gets a service 10.92.9.9:5201 -> the server, and iperf3 goes to
@@ -98,7 +99,7 @@ def mac_of(dev, ns=None):
     return sh("ip", "-br", "link", "show", dev, ns=ns).stdout.split()[2]
 
 
-def testpmd(seconds):
+def testpmd(seconds, driver="af_packet"):
     """testpmd mac-forwarding port 0 (client side) <-> port 1 (server side);
     --eth-peer=N,MAC names the host on port N."""
     peers = {"c": mac_of("eth0", "c"), "s": mac_of("eth0", "s")}
@@ -108,7 +109,8 @@ def testpmd(seconds):
     cmd = ["dpdk-testpmd", "--no-huge", "--no-pci", "-m", "1024", "--no-shconf", "-l", "0,1",
            "--log-level=4"]
     for n, k in enumerate(NS):
-        cmd.append(f"--vdev=net_af_packet{n},iface=pb{k},qdisc_bypass=1,framecnt=8192")
+        cmd.append(f"--vdev=net_af_packet{n},iface=pb{k},qdisc_bypass=1,framecnt=8192"
+                   if driver == "af_packet" else f"--vdev=net_af_xdp{n},iface=pb{k}")
     cmd += ["--", "--forward-mode=mac", f"--eth-peer=0,{peers['c']}", f"--eth-peer=1,{peers['s']}",
             "--stats-period=1", "--auto-start"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -126,9 +128,9 @@ def testpmd(seconds):
             sh("ip", "neigh", "flush", "all", ns=k)
 
 
-def pynf(chain, seconds, tmp="/tmp/pynf-bench-hosts-backends.txt"):
+def pynf(chain, seconds, driver="af_packet", tmp="/tmp/pynf-bench-hosts-backends.txt"):
     pynf_bin = os.path.join(ROOT, ".venv", "bin", "pynf")
-    cmd = [pynf_bin, "run", "--rtc", chain, "--json", "--quiet"]
+    cmd = [pynf_bin, "run", "--rtc", chain, "--json", "--quiet", "--iface-driver", driver]
     dst = None
     if "lb" in chain.split(","):
         with open(tmp, "w") as f:
@@ -155,18 +157,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--chains", default="l3fwd;acl,lb,l3fwd", help="';'-separated chains")
+    ap.add_argument("--testpmd", default="af_packet,af_xdp", help="testpmd's port drivers to run")
+    ap.add_argument("--pynf", default="af_packet,af_xdp", help="pynf's --iface-driver values to run")
     a = ap.parse_args()
     up()
     try:
         rows = [("kernel", *kernel(a.seconds))]
         if shutil.which("dpdk-testpmd"):
-            rows.append(("dpdk-testpmd (mac fwd)", *testpmd(a.seconds)))
+            for drv in a.testpmd.split(","):
+                rows.append((f"dpdk-testpmd {drv} (mac fwd)", *testpmd(a.seconds, drv)))
         for chain in a.chains.split(";"):
-            (gbps, rtx), rep, err = pynf(chain, a.seconds)
-            ok = rep and rep["rx"] == rep["tx"] + sum(rep["drops"].values())
-            rows.append((f"pynf --rtc {chain}", gbps, rtx))
-            print(f"# pynf {chain}: rx {rep.get('rx')} tx {rep.get('tx')} drops {rep.get('drops')} "
-                  f"conserved {ok}", file=sys.stderr)
+            for drv in a.pynf.split(","):
+                (gbps, rtx), rep, err = pynf(chain, a.seconds, drv)
+                ok = rep and rep["rx"] == rep["tx"] + sum(rep["drops"].values())
+                rows.append((f"pynf {drv} --rtc {chain}", gbps, rtx))
+                print(f"# pynf {drv} {chain}: rx {rep.get('rx')} tx {rep.get('tx')} drops "
+                      f"{rep.get('drops')} conserved {ok} mbufs_in_use {rep.get('mbufs_in_use')}",
+                      file=sys.stderr)
         print(f"{'case':28s} {'Gbit/s':>8s} {'retransmits':>12s}")
         for name, g, r in rows:
             print(f"{name:28s} {g!s:>8s} {r!s:>12s}")

@@ -49,6 +49,9 @@ def build_parser():
     r.add_argument("--iface", action="append", default=[], metavar="NAME[=IP/LEN]",
                    help="a Linux interface as a port (repeat; ports numbered in order); "
                         "=IP/LEN gives the port an address and a connected route")
+    r.add_argument("--iface-driver", choices=("af_packet", "af_xdp", "auto"), default="af_packet",
+                   help="DPDK driver for --iface ports (auto: af_xdp with one replica where it "
+                        "attaches, else af_packet)")
     r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
     r.add_argument("--tx-ports", metavar="P,P", help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
     r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
@@ -145,6 +148,7 @@ def cmd_run(a, out, err):
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
                    counters=a.counters)
     opts.ifaces = host.ifaces if host is not None else None
+    opts.iface_driver = a.iface_driver
     opts.host = host is not None
     if a.counters:
         from pynf.perf import probe

@@ -279,20 +279,43 @@ class DpdkIO:
         return rx, tx, ([-1] * nq if loop else expected)
 
     def _attach_ifaces(self, nq, ntx, opts):
-        """One net_af_packet port per --iface, in the order given. The kernel
-        spreads flows over the nq sockets (PACKET_FANOUT by flow hash), so
-        each replica polls its own queue; tx queues are the same pairs."""
+        """One port per --iface, in the order given: net_af_packet (the
+        default), whose nq sockets the kernel spreads flows over
+        (PACKET_FANOUT by flow hash), so each replica polls its own queue;
+        tx queues are the same pairs. --iface-driver af_xdp (or auto, where
+        it attaches) uses net_af_xdp with one replica (XDP sockets are per
+        NIC queue; a veth has one): faster on veths (bench/RESULTS.md), but
+        DPDK 22.11's af_xdp keeps the mbufs of its fill ring at close, so
+        mbufs_in_use is not 0 at exit; hence not the default."""
         if ntx > nq:
             raise UsageError(f"--iface: the last stage has {ntx} replicas, more than the first "
-                             f"stage's {nq} (af_packet ports have one queue pair per replica)")
-        eal_init(["--no-huge", "--no-pci", "-m", str(max(512, nq * 256 + 256)), "--no-shconf",
-                  "--no-telemetry", "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"],
+                             f"stage's {nq} (interface ports have one queue pair per replica)")
+        want = getattr(opts, "iface_driver", None) or "af_packet"
+        if want == "af_xdp" and nq > 1:
+            raise UsageError(f"--iface-driver af_xdp: one replica per port queue; {nq} replicas "
+                             "need af_packet (or auto)")
+        eal_init(["--no-huge", "--no-pci", "-m", str(max(1024, nq * 256 + 512)), "--no-shconf",
+                  "--no-telemetry", "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=1"],
                  managed=True)
         ports = []
+        self.iface_drivers = []
         for i in opts.ifaces:
             tag = f"{os.getpid()}_{DpdkPool._seq + 1}_{i.port}"
             # ethdev ids are process-wide; NFs see pynf's numbering (the order given)
-            ports.append(self._probe(f"net_af_packet{tag},iface={i.name},qpairs={nq},qdisc_bypass=1,framecnt=8192"))
+            port = None
+            if want == "af_xdp" or (want == "auto" and nq == 1):
+                try:
+                    port = self._probe(f"net_af_xdp{tag},iface={i.name}")
+                    self.iface_drivers.append("af_xdp")
+                except RuntimeFailure as e:
+                    if want == "af_xdp":
+                        raise
+                    self.say(f"pynf: {i.name}: af_xdp unavailable ({e}); using af_packet")
+            if port is None:
+                port = self._probe(f"net_af_packet{tag},iface={i.name},qpairs={nq},qdisc_bypass=1,"
+                                   "framecnt=8192")
+                self.iface_drivers.append("af_packet")
+            ports.append(port)
         self.iface_ports = ports
         return ports, ports, [-1] * nq
 
