@@ -325,7 +325,8 @@ def echo_reply(pkts, i, st):
 
 
 @nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
-    slow=resolve_slow)
+    slow=resolve_slow,
+    writes=lambda cfg: None if cfg.router else ("ttl", "eth_src", "eth_dst"))   # paper mode: no ICMP echo
 def l3fwd(pkts, live, n, st):
     if st.opts[O_ROUTER] != 0:
         route(pkts, live, n, st)

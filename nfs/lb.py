@@ -456,7 +456,8 @@ NOT_L4, FRAGMENT = -1, -2       # scratch h of a packet with no flow key
 EVENT = -16                     # scratch h = EVENT - entry: a SYN, FIN or RST on a live entry
 
 
-@nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state)
+@nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state,
+    writes=lambda cfg: None if cfg.services else ("dst_ip", "dport"))   # paper mode: no reverse NAT
 def lb(pkts, live, n, st):
     tab = st.flows
     ctl = st.ctl

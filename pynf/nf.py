@@ -172,6 +172,15 @@ class NFSpec:
     reads: frozenset = frozenset()
     writes: frozenset = frozenset()
     slow: object = None         # slow-path handler (sp, frame, code), or None
+    writes_for: object = None   # config -> the fields written under it (None: all of `writes`)
+
+    def written(self, config):
+        """The header fields this NF may write under `config`: what its
+        `writes=` declares for it, never more than the source analysis found."""
+        if self.writes_for is None or config is None:
+            return self.writes
+        w = self.writes_for(config)
+        return self.writes if w is None else self.writes & frozenset(w)
 
     def make_config(self, ctx):
         settings = dict(getattr(ctx, "settings", {}).get(self.name, {}))
@@ -192,8 +201,13 @@ class NFSpec:
 _REGISTRY = {}
 
 
-def nf(name, drops=(), config=None, state=None, slow=None):
+def nf(name, drops=(), config=None, state=None, slow=None, writes=None):
     """Register the decorated burst function as NF `name` (the CLI token).
+
+    writes: a function config -> the header fields the NF writes under that
+    configuration (None: every field the source analysis found), for an NF
+    with modes that write different fields, so that a stage writes back only
+    what the mode in use can change.
 
     slow: a Python function (sp, frame, code) that receives the packets the
     NF hands over with `slowpath(code)`; see pynf.control.slowpath."""
@@ -210,11 +224,12 @@ def nf(name, drops=(), config=None, state=None, slow=None):
                           f"not ({', '.join(params)})")
         src = inspect.getsourcefile(fn) or ""
         line = inspect.getsourcelines(fn)[1] if src else 0
-        reads, writes = fields_used(fn)
+        reads, wrote = fields_used(fn)
         spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
-                      config=config, state=state, slow=slow, source=src, line=line,
+                      config=config, state=state, slow=slow, writes_for=writes,
+                      source=src, line=line,
                       doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
-                      reads=frozenset(reads), writes=frozenset(writes))
+                      reads=frozenset(reads), writes=frozenset(wrote))
         prev = _REGISTRY.get(name)
         if prev is not None and os.path.realpath(prev.source) != os.path.realpath(src):
             raise NFError(f"NF {name!r} is defined twice: {prev.source} and {src}")

@@ -138,8 +138,9 @@ class Runtime:
         kinds = loops.DPDK_KINDS if io.name == "dpdk" else loops.MEM_KINDS
         self.modules = []
         base = 0
-        for ss in self.specs:
-            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base))
+        for ss, cs in zip(self.specs, self.configs):
+            writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
+            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes))
             base += len(ss)
         first_reps = plan.stages[0].replicas
         opts.n_workers = plan.workers

@@ -166,9 +166,11 @@ def _digest(specs, src):
     return h.hexdigest()[:16]
 
 
-def generate(specs, nf_base=0):
+def generate(specs, nf_base=0, writes=None):
     """Source text of the stage module for NFs `specs` (in order); nf_base
-    is the chain position of the first (it names the NF in punt codes)."""
+    is the chain position of the first (it names the NF in punt codes);
+    writes, per NF, the fields it may write in this run (NFSpec.written),
+    else what its source analysis found."""
     if nf_base + len(specs) > MAX_PUNT_OWNER:
         raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
@@ -177,7 +179,8 @@ def generate(specs, nf_base=0):
                                  owner=nf_base + j + 1)
                     for j, c in enumerate(codes))
     states = "".join(f", st{j}" for j in range(len(specs)))
-    writes = set().union(*(s.writes for s in specs)) if specs else set()
+    per_nf = writes if writes is not None else [s.writes for s in specs]
+    writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
     flags = ["eth_dst" in writes or "eth_src" in writes] + [f in writes for f in FIELDS_WB[1:]]
     want_eth = bool({"eth_dst", "eth_src"} & used)
@@ -190,13 +193,13 @@ def generate(specs, nf_base=0):
                             want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1)
 
 
-def compile_stage(specs, tail="", nf_base=0):
+def compile_stage(specs, tail="", nf_base=0, writes=None):
     """Import (writing if needed) the generated stage module for `specs`.
 
     `tail` is extra generated source appended to the module (the runtime's
     worker loops), so that they too are compiled and cached with it.
     """
-    src = generate(specs, nf_base) + tail
+    src = generate(specs, nf_base, writes) + tail
     name = "pynf_stage_" + _digest(specs, src)
     d = os.path.join(cache_dir(), "stages")
     os.makedirs(d, exist_ok=True)

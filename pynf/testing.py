@@ -41,11 +41,14 @@ class Chain:
     def __init__(self, nfs, ctx=None, states=None, host=False):
         self.specs = [load(x) if isinstance(x, str) else x for x in nfs]
         self.ctx = ctx or RunContext()
+        writes = None                   # given states: their configs are unknown, write back all
         if states is None:
-            states = [s.make_state(s.make_config(self.ctx)) for s in self.specs]
+            configs = [s.make_config(self.ctx) for s in self.specs]
+            states = [s.make_state(c) for s, c in zip(self.specs, configs)]
+            writes = [s.written(c) for s, c in zip(self.specs, configs)]
         self.states = states
         self.flags = F_FIRST | (F_HOST if host else 0)
-        self.module = compile_stage(self.specs)
+        self.module = compile_stage(self.specs, writes=writes)
         self.names = dict(NAMES)
         for per in reason_codes(self.specs):
             for name, code in per:

@@ -75,6 +75,15 @@ def test_library_nfs_declare_what_they_write():
     # router mode answers ICMP echo (swaps the addresses); the analysis
     # follows the batch into l3fwd's module helpers (route, echo_reply)
     assert load("l3fwd").writes == {"ttl", "eth_src", "eth_dst", "src_ip", "dst_ip"}
+    # ... but each declares what its paper mode writes, and a stage writes back only that
+    from nfs.l3fwd import L3fwdConfig
+    from nfs.lb import LbConfig
+    assert load("lb").written(LbConfig()) == {"dst_ip", "dport"}
+    assert load("l3fwd").written(L3fwdConfig()) == {"ttl", "eth_src", "eth_dst"}
+    assert load("l3fwd").written(L3fwdConfig(prefixes=((0, 0, 1, 0),))) == load("l3fwd").writes
+    from pynf.stage import generate
+    paper = generate([load("lb"), load("l3fwd")], 0, [{"dst_ip", "dport"}, {"ttl", "eth_src", "eth_dst"}])
+    assert "eth, ttl, src_ip, dst_ip, sport, dport = True, True, False, True, False, True" in paper
 
 
 def test_registry_errors(tmp_path):
