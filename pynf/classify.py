@@ -1,6 +1,6 @@
 """5-tuple packet classification for ClassBench rule sets (the ACL).
 
-Rules (DESIGN.md, the format DPDK's l3fwd reads):
+Rules (docs/design.md, the format DPDK's l3fwd reads):
 
     @<src>/<len> <dst>/<len> <sport_lo> : <sport_hi> <dport_lo> : <dport_hi> <proto>/<mask> [allow|deny]
 

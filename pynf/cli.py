@@ -224,7 +224,7 @@ def _host(a):
 def _make_io(a, plan, opts, err):
     from pynf.io import dpdk as dpdkmod
     from pynf.io import feed as feedmod
-    from pynf.io.mem import MemIO
+    from pynf.io.memio import MemIO
     from pynf.stats import tsc_hz
     from pynf.ui import say
     io_kind = a.io
@@ -297,7 +297,7 @@ def main(argv=None, out=None, err=None):
             return cmd_list(out)
         if a.cmd == "profile":
             from pynf.profile import print_profile, profile
-            res = profile(a.chain, a.flows, a.frame_size, a.io, a.duration, err)
+            res = profile(invoke, a.chain, a.flows, a.frame_size, a.io, a.duration, err)
             if a.json:
                 out.write(json.dumps(res) + "\n")
             else:
@@ -305,7 +305,7 @@ def main(argv=None, out=None, err=None):
             return 0
         if a.cmd == "bench":
             from pynf.paper import run_paper
-            return run_paper(a, out, err)
+            return run_paper(invoke, a, out, err)
         if a.eal:
             raise UsageError(f"unexpected argument {a.eal[0]!r} (EAL arguments go after --)")
         a.eal = eal

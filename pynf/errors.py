@@ -1,4 +1,4 @@
-"""Errors that reach the user as one line and an exit status (DESIGN.md)."""
+"""Errors that reach the user as one line and an exit status (docs/design.md)."""
 
 
 class UsageError(Exception):

@@ -1,6 +1,6 @@
 """Parse a burst into a Batch, and write changed header fields back.
 
-Parsing follows DESIGN.md: Ethernet II with at most one 802.1Q/802.1ad tag,
+Parsing follows docs/design.md: Ethernet II with at most one 802.1Q/802.1ad tag,
 IPv4 honouring IHL, TCP/UDP ports (0 for non-first fragments and other
 protocols). Malformed and non-IPv4 frames are dropped under a reason from
 pynf.drops. Ethernet padding after the IPv4 total length is not payload.

@@ -19,7 +19,6 @@ import platform
 import statistics
 import subprocess
 
-from pynf.cli import invoke
 
 PAPER = {
     "table2": {"acl": (10.2, 35.1), "lb": (8.3, 75.8), "l3fwd": (7.5, 59.2)},
@@ -72,14 +71,16 @@ def machine(io):
 
 
 class Runner:
-    def __init__(self, io, repeats, err, progress=None):
+    def __init__(self, invoke, io, repeats, err, progress=None):
+        # invoke: pynf.cli.invoke, passed in (the CLI imports this module)
+        self.invoke = invoke
         self.io, self.repeats, self.err, self.progress = io, repeats, err, progress
         self.rows = []
 
     def point(self, exp, model, args, duration, **labels):
         vals, reps = [], []
         for _ in range(self.repeats):
-            rep = invoke([*args, "--io", self.io, "--duration", f"{duration:g}"], self.err)
+            rep = self.invoke([*args, "--io", self.io, "--duration", f"{duration:g}"], self.err)
             if rep["rx"] != rep["tx"] + sum(rep["drops"].values()):
                 raise AssertionError(f"conservation broken in {args}: {rep['rx']} rx")
             vals.append(rep["mpps"])
@@ -100,11 +101,11 @@ def _dur(base, flows):
     return base + min(8.0, 3 * flows / 4e6)
 
 
-def run_experiments(mode, io, line_rate, repeats, err, tick=None):
+def run_experiments(invoke, mode, io, line_rate, repeats, err, tick=None):
     sw = dict(SWEEPS[mode])
     if repeats:
         sw["repeats"] = repeats
-    r = Runner(io, sw["repeats"], err, tick)
+    r = Runner(invoke, io, sw["repeats"], err, tick)
     d = sw["duration"]
     fig2 = [r.point("fig2", "rtc", ["--rtc", "lb", "--flows", str(n)], _dur(d, n), flows=n, frame_size=64)[0]
             for n in sw["fig2"]]
@@ -325,7 +326,7 @@ def report_md(res, info, files, line_rate, mode):
     return "\n".join(L) + "\n"
 
 
-def run_paper(a, out, err):
+def run_paper(invoke, a, out, err):
     from rich.progress import Progress
     mode = "quick" if a.quick else "full"
     os.makedirs(a.out, exist_ok=True)
@@ -333,7 +334,8 @@ def run_paper(a, out, err):
     n = total_runs(mode, a.repeats)
     with Progress(transient=True, console=None) as prog:
         task = prog.add_task(f"pynf bench paper ({mode}, {n} runs)", total=n)
-        res = run_experiments(mode, a.io, a.line_rate, a.repeats, err, tick=lambda: prog.advance(task))
+        res = run_experiments(invoke, mode, a.io, a.line_rate, a.repeats, err,
+                              tick=lambda: prog.advance(task))
     for name in ("fig2", "fig5", "fig6", "table2"):
         write_csv(os.path.join(a.out, f"{name}.csv"), res[name])
     files = plots(res, a.out, a.line_rate)

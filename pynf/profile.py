@@ -13,11 +13,12 @@ where perf_event_open works; elsewhere one line says why.
 """
 import json
 
-from pynf.cli import invoke
 from pynf.perf import probe
 
 
-def profile(chain, flows=1024, frame_size=64, io=None, duration=2.0, err=None):
+def profile(invoke, chain, flows=1024, frame_size=64, io=None, duration=2.0, err=None):
+    """invoke: pynf.cli.invoke (`pynf run ARGS --json` in this process),
+    passed in so that this module does not import the CLI that imports it."""
     base = ["--flows", str(flows), "--frame-size", str(frame_size), "--duration", str(duration)]
     if io:
         base += ["--io", io]

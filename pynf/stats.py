@@ -1,4 +1,4 @@
-"""TSC calibration and the run report (the --json contract of DESIGN.md)."""
+"""TSC calibration and the run report (the --json contract of docs/design.md)."""
 import os
 import time
 

@@ -9,7 +9,8 @@ sys.path.insert(0, HERE)
 
 from pynf.config import NO_JIT  # noqa: E402
 
-CORPUS = os.path.join(os.path.dirname(ROOT), "shared", "corpus", "tcpdump")
+# real and malformed captures; PYNF_CORPUS names another folder of .pcap files
+CORPUS = os.environ.get("PYNF_CORPUS") or os.path.join(os.path.dirname(ROOT), "shared", "corpus", "tcpdump")
 
 jit_only = pytest.mark.skipif(NO_JIT, reason="needs the Numba JIT: the runtime's loops call the C shim")
 
@@ -30,5 +31,5 @@ dpdk_only = pytest.mark.skipif(DPDK_SKIP is not None, reason=f"DPDK tests: {DPDK
 @pytest.fixture
 def corpus_files():
     if not os.path.isdir(CORPUS):
-        pytest.skip(f"packet corpus not found at {CORPUS} (../shared/corpus/tcpdump)")
+        pytest.skip(f"packet corpus not found at {CORPUS} (set PYNF_CORPUS to a folder of .pcap files)")
     return sorted(os.path.join(CORPUS, f) for f in os.listdir(CORPUS) if f.endswith(".pcap"))

@@ -1,5 +1,5 @@
 """Plain-Python reference semantics of parsing and of acl, lb and l3fwd
-(DESIGN.md), written from the spec over bytes, independently of pynf's
+(docs/design.md), written from the spec over bytes, independently of pynf's
 kernels, to compare them against."""
 import struct
 

@@ -99,7 +99,7 @@ def test_tiny_rings_conserve(policy, io_kind):
 def test_replicated_stage_owns_disjoint_flows():
     from pynf.context import RunContext
     from pynf.io import feed
-    from pynf.io.mem import MemIO
+    from pynf.io.memio import MemIO
     from pynf.plan import parse
     from pynf.runtime import Options, Runtime
     from pynf.stats import report, tsc_hz

@@ -133,7 +133,7 @@ def test_corpus_conservation(corpus_files):
 def test_two_replicas_split_flows(frame_size):
     from pynf.context import RunContext
     from pynf.io import feed
-    from pynf.io.mem import MemIO
+    from pynf.io.memio import MemIO
     from pynf.plan import parse
     from pynf.runtime import Options, Runtime
     from pynf.stats import report, tsc_hz
@@ -216,7 +216,7 @@ def test_control_change_between_bursts(tmp_path):
     from pynf.errors import format_ipv4
     from pynf.flows import make_flows
     from pynf.io import feed
-    from pynf.io.mem import MemIO
+    from pynf.io.memio import MemIO
     from pynf.plan import parse
     from pynf.runtime import Options, Runtime
     from pynf.stats import report, tsc_hz
