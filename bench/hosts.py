@@ -142,8 +142,7 @@ def pynf(chain, seconds, driver="af_packet", tmp="/tmp/pynf-bench-hosts-backends
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(1)
     t0 = time.time()
-    while time.time() - t0 < 120 and p.poll() is None:
-        sh("ping", "-c", "1", "-W", "1", NET["s"][1].split("/")[0], ns="c", check=False)
+    while time.time() - t0 < 120 and p.poll() is None:     # compiled and forwarding?
         if sh("ping", "-c", "1", "-W", "1", NET["s"][1].split("/")[0], ns="c", check=False).returncode == 0:
             break
     res = iperf(seconds, dst)

@@ -660,13 +660,19 @@ def add_backend(st, backend, service=None):
     _rebuild_filter(st)
 
 
-def drain_backend(st, backend, service=None):
-    """Send no new flows to a backend; its flows stay until they end."""
+def _existing(st, backend, service):
+    """(service index, ip, port, slot) of a backend the service has."""
     s = _service_index(st, service)
     ip, port = _parse_backend(backend)
     k = _slot(st, s, ip, port)
     if k < 0:
         raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
+    return s, ip, port, k
+
+
+def drain_backend(st, backend, service=None):
+    """Send no new flows to a backend; its flows stay until they end."""
+    s, _, _, k = _existing(st, backend, service)
     st.be[k, BE_FLAG] = BE_DRAINING
     _rebuild(st, s)
 
@@ -674,11 +680,7 @@ def drain_backend(st, backend, service=None):
 def remove_backend(st, backend, service=None):
     """Remove a backend and its flows (their next packets are balanced anew).
     Returns how many flow entries were removed."""
-    s = _service_index(st, service)
-    ip, port = _parse_backend(backend)
-    k = _slot(st, s, ip, port)
-    if k < 0:
-        raise ValueError(f"no backend {format_ipv4(ip)}:{port} in that service")
+    s, ip, port, k = _existing(st, backend, service)
     st.be[k, BE_FLAG] = BE_FREE
     _rebuild(st, s)
     _index_backend(st, ip, port)

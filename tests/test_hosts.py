@@ -96,7 +96,6 @@ def _topology():
 
 def _teardown():
     for name in NS.values():
-        subprocess.run(["ip", "netns", "pids", name], capture_output=True)
         pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
         for p in pids:
             try:
@@ -123,10 +122,7 @@ def net(tmp_path_factory):
         (d / "backends.txt").write_text(f"{VIP}:80 10.91.2.2:8000 10.91.3.2:8000\n"
                                         f"{VIP}:5201 10.91.2.2:5201\n")
         (d / "acl.txt").write_text("@0.0.0.0/0 0.0.0.0/0 0 : 65535 9999 : 9999 6/0xff deny\n")
-        cmd = [os.path.join(ROOT, ".venv", "bin", "pynf") if os.path.exists(os.path.join(ROOT, ".venv", "bin", "pynf"))
-               else sys.executable, *([] if os.path.exists(os.path.join(ROOT, ".venv", "bin", "pynf"))
-                                      else ["-m", "pynf.cli"]),
-               "run", "--rtc", "acl,lb,l3fwd", "--quiet", "--json",
+        cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", "acl,lb,l3fwd", "--quiet", "--json",
                "--backends", str(d / "backends.txt"), "--acl-rules", str(d / "acl.txt")]
         for key, (_, gw, _) in zip(NS, PORTS):
             cmd += ["--iface", f"{root_if(key)}={gw}"]

@@ -295,7 +295,7 @@ class DpdkIO:
             raise UsageError(f"--iface-driver af_xdp: one replica per port queue; {nq} replicas "
                              "need af_packet (or auto)")
         eal_init(["--no-huge", "--no-pci", "-m", str(max(1024, nq * 256 + 512)), "--no-shconf",
-                  "--no-telemetry", "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=1"],
+                  "--no-telemetry", "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"],
                  managed=True)
         ports = []
         self.iface_drivers = []
