@@ -10,6 +10,10 @@ Matching:   ports are 0 for non-first fragments and for protocols other
             does not match them.
 Drops:      acl   a deny rule matched
 Settings:   (none beyond the file)
+Control:    pynf ctl acl load FILE   the whole rule set, parsed and compiled
+                                     off the fast path, swapped in between
+                                     bursts (per-rule hits start again at 0)
+            pynf ctl acl list        the rules in force, with their hits
 Default:    without --acl-rules, 32 generated rules: 30 that the built-in
             traffic never meets (198.18.0.0/15, the benchmarking range),
             then 'deny TCP to port 23', then 'allow all'. The built-in
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf import classify
+from pynf.errors import UsageError
 from pynf.nf import DROP, nf
 
 
@@ -63,7 +68,37 @@ def make_state(cfg):
     return AclState(c, np.zeros(len(cfg.rules) + 1, dtype=np.int64))
 
 
-@nf("acl", drops=("acl",), config=AclConfig, state=make_state)
+def ctl_acl(nfctl, args):
+    """`pynf ctl acl load FILE | list`."""
+    from pynf.control.commands import Change, words
+    usage = "acl load FILE | acl list"
+    verb = words(args, 1, 2, usage)[0]
+    if verb == "list":
+        words(args, 1, 1, "acl list")
+        rules = nfctl.config.rules
+        hits = sum(st.hits for st in nfctl.states())
+        lines = [f"{k:6d} {int(h):14,d}  {r.text()}" for k, (r, h) in enumerate(zip(rules, hits))]
+        lines.append(f"{'-':>6s} {int(hits[-1]):14,d}  (no rule matched: allowed)")
+        return "".join(ln + "\n" for ln in lines)
+    if verb == "load":
+        path = words(args, 2, 2, "acl load FILE")[1]
+        new = AclConfig(tuple(classify.parse_rules(path)))
+        c = classify.build(list(new.rules))          # compiled once, here, shared read-only
+
+        def apply():
+            nfctl.replace(lambda old: AclState(c, np.zeros(len(new.rules) + 1, dtype=np.int64)))
+            nfctl.set_config(new)
+        return Change(apply, f"acl: loaded {len(new.rules)} rules from {path}\n")
+    raise UsageError(f"usage: {usage}")
+
+
+def acl_stats(states):
+    hits = [st.hits for st in states]
+    return {"rules": len(hits[0]) - 1, "matched_total": sum(int(h[:-1].sum()) for h in hits),
+            "unmatched_total": sum(int(h[-1]) for h in hits)}
+
+
+@nf("acl", drops=("acl",), config=AclConfig, state=make_state, ctl={"acl": ctl_acl}, stats=acl_stats)
 def acl(pkts, live, n, st):
     c = st.cls
     for j in range(n):

@@ -52,7 +52,7 @@ from pynf import lpm, table
 from pynf.access import load8, load16, store8, store16
 from pynf.config import BURST_MAX, hot
 from pynf.control import neigh
-from pynf.errors import ConfigError, UsageError, parse_ipv4, read_lines
+from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
 from pynf.hashing import hash32, hash32_many
 from pynf.nf import MAX_PORT, drop, nf, slowpath
 from pynf.packet import csum_apply, csum_delta16
@@ -98,36 +98,45 @@ class L3fwdConfig:
             raise UsageError("--set l3fwd.capacity: must be >= 0")
 
 
+def parse_route(text, nports=None):
+    """('exact', ip, port) or ('prefix', prefix, len, port, next hop or 0) of
+    one route line; ValueError saying what is wrong."""
+    toks = text.split()
+    want = (f"want '<a.b.c.d> <port>' or '<a.b.c.d>/<len> <port> [<next-hop>]', "
+            f"port 0..{MAX_PORT}")
+    if not toks or not 2 <= len(toks) <= 3 or not is_decimal(toks[1]) or int(toks[1]) > MAX_PORT:
+        raise ValueError(f"bad route {text!r} ({want})")
+    port = int(toks[1])
+    if nports is not None and port >= nports:
+        raise ValueError(f"route {text!r}: no port {port} (the --iface ports are 0..{nports - 1})")
+    addr, slash, plen = toks[0].partition("/")
+    v = parse_ipv4(addr)
+    if v is None or (slash and (not is_decimal(plen) or int(plen) > 32)) or (len(toks) == 3 and not slash):
+        raise ValueError(f"bad route {text!r} ({want})")
+    if not slash:
+        return ("exact", v, port)
+    plen = int(plen)
+    mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+    if v & ~mask & 0xFFFFFFFF:
+        raise ValueError(f"bad route {text!r}: host bits set beyond /{plen}")
+    nh = 0
+    if len(toks) == 3:
+        nh = parse_ipv4(toks[2])
+        if not nh:
+            raise ValueError(f"bad route {text!r}: bad next hop {toks[2]!r}")
+    return ("prefix", v, plen, port, nh)
+
+
 def parse_routes(path, nports=None):
     """(exact routes, prefix routes) of a routes file; ConfigError on a bad
     line, or (nports given: the --iface ports) on a port pynf does not have."""
     exact, prefixes = [], []
     for no, text in read_lines(path):
-        toks = text.split()
-        want = (f"want '<a.b.c.d> <port>' or '<a.b.c.d>/<len> <port> [<next-hop>]', "
-                f"port 0..{MAX_PORT}")
-        if not toks or not 2 <= len(toks) <= 3 or not toks[1].isdigit() or int(toks[1]) > MAX_PORT:
-            raise ConfigError(path, no, f"bad route {text!r} ({want})")
-        port = int(toks[1])
-        if nports is not None and port >= nports:
-            raise ConfigError(path, no, f"route {text!r}: no port {port} (the --iface ports are 0..{nports - 1})")
-        addr, slash, plen = toks[0].partition("/")
-        v = parse_ipv4(addr)
-        if v is None or (slash and (not plen.isdigit() or int(plen) > 32)) or (len(toks) == 3 and not slash):
-            raise ConfigError(path, no, f"bad route {text!r} ({want})")
-        if not slash:
-            exact.append((v, port))
-            continue
-        plen = int(plen)
-        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
-        if v & ~mask & 0xFFFFFFFF:
-            raise ConfigError(path, no, f"bad route {text!r}: host bits set beyond /{plen}")
-        nh = 0
-        if len(toks) == 3:
-            nh = parse_ipv4(toks[2])
-            if not nh:
-                raise ConfigError(path, no, f"bad route {text!r}: bad next hop {toks[2]!r}")
-        prefixes.append((v, plen, port, nh))
+        try:
+            r = parse_route(text, nports)
+        except ValueError as e:
+            raise ConfigError(path, no, str(e)) from None
+        (exact if r[0] == "exact" else prefixes).append(r[1:])
     return tuple(exact), tuple(prefixes)
 
 
@@ -157,11 +166,7 @@ def _lpm_add(st, prefix, plen, port, nh=0, kind=K_FORWARD):
     st.rt_port[rid], st.rt_nh[rid], st.rt_kind[rid] = port, nh, kind
     if not lpm.add(st.lpm, prefix, plen, rid):
         st.rt_port[rid], st.rt_nh[rid], st.rt_kind[rid] = old
-        raise UsageError(f"l3fwd: LPM table full adding {_dotted(prefix)}/{plen}")
-
-
-def _dotted(v):
-    return ".".join(str(v >> s & 255) for s in (24, 16, 8, 0))
+        raise UsageError(f"l3fwd: LPM table full adding {format_ipv4(prefix)}/{plen}")
 
 
 def make_state(cfg):
@@ -249,6 +254,104 @@ def prefix_del(st, prefix, plen):
     return True
 
 
+def route_del(st, ip):
+    """Control path: remove an exact-match route; False if there was none."""
+    return bool(table.delete(st.routes, int(ip), 0, hash32(int(ip))))
+
+
+def route_list(st):
+    """The routes in force, as text lines: exact ones, then prefixes by
+    length (connected routes have no next hop; pynf's own addresses say local)."""
+    out = []
+    s = st.routes.slots.reshape(-1, table.SLOT)
+    s = s[(s[:, 1] & table.USED) != 0]
+    for ip, port in sorted(zip(s[:, 0].tolist(), s[:, 2].tolist())):
+        out.append(f"{format_ipv4(ip)} {port}")
+    if st.opts[O_ROUTER]:
+        for p, n, rid in zip(*(x.tolist() for x in lpm.routes(st.lpm))):
+            nh, kind = int(st.rt_nh[rid]), int(st.rt_kind[rid])
+            tail = " local" if kind == K_LOCAL else (f" {format_ipv4(nh)}" if nh else "")
+            out.append(f"{format_ipv4(p)}/{n} {int(st.rt_port[rid])}{tail}")
+    return out
+
+
+def _ports(nfctl):
+    host = nfctl.ctx.host
+    return len(host.ifaces) if host is not None else None
+
+
+def ctl_route(nfctl, args):
+    """`pynf ctl route add PREFIX PORT [NEXTHOP] | del PREFIX | list | load FILE`."""
+    from pynf.control.commands import Change, words
+    usage = "route add PREFIX PORT [NEXTHOP] | route del PREFIX | route list | route load FILE"
+    verb = words(args, 1, 4, usage)[0]
+    cfg = nfctl.config
+    if verb == "list":
+        words(args, 1, 1, "route list")
+        return "".join(line + "\n" for line in route_list(nfctl.states()[0]))
+    if verb == "load":
+        path = words(args, 2, 2, "route load FILE")[1]
+        exact, prefixes = parse_routes(path, _ports(nfctl))
+        new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.host)
+        if new.router != cfg.router:
+            raise UsageError(f"{path}: would switch l3fwd between router mode (prefix routes or "
+                             "--iface) and exact-match mode, which is fixed at start")
+        news = iter([make_state(new) for _ in nfctl.states()])     # built (and checked) here
+
+        def apply():
+            nfctl.replace(lambda old: next(news))
+            nfctl.set_config(new)
+        return Change(apply, f"route: loaded {len(exact)} exact and {len(prefixes)} prefix routes "
+                             f"from {path}\n")
+    if verb == "add":
+        words(args, 3, 4, "route add PREFIX PORT [NEXTHOP]")
+        try:
+            r = parse_route(" ".join(args[1:]), _ports(nfctl))
+        except ValueError as e:
+            raise UsageError(f"route add: {e}") from None
+        if r[0] == "exact":
+            _, ip, port = r
+            return Change(lambda: nfctl.control(lambda st: route_add(st, ip, port)),
+                          f"route {format_ipv4(ip)} -> port {port}\n")
+        if not cfg.router:
+            raise UsageError("route add: prefix routes need router mode (a prefix route or --iface at start)")
+        _, p, n, port, nh = r
+        return Change(lambda: nfctl.control(lambda st: prefix_add(st, p, n, port, nh)),
+                      f"route {format_ipv4(p)}/{n} -> port {port}"
+                      f"{' via ' + format_ipv4(nh) if nh else ''}\n")
+    if verb == "del":
+        words(args, 2, 2, "route del PREFIX")
+        addr, slash, plen = args[1].partition("/")
+        ip = parse_ipv4(addr)
+        if ip is None or (slash and (not is_decimal(plen) or int(plen) > 32)):
+            raise UsageError(f"route del: bad prefix {args[1]!r} (want a.b.c.d or a.b.c.d/len)")
+        st = nfctl.states()[0]
+        if not slash:
+            if table.find(st.routes, ip, 0, hash32(ip)) < 0:
+                raise UsageError(f"route del: no route {args[1]}")
+            return Change(lambda: nfctl.control(lambda st: route_del(st, ip)),
+                          f"route {args[1]} deleted\n")
+        n = int(plen)
+        rid = _rid(st, ip, n) if st.opts[O_ROUTER] else -1
+        if rid < 0 or st.rt_kind[rid] == K_LOCAL:
+            raise UsageError(f"route del: no route {args[1]}" if rid < 0 else
+                             f"route del: {args[1]} is one of pynf's own addresses")
+        return Change(lambda: nfctl.control(lambda st: prefix_del(st, ip, n)),
+                      f"route {args[1]} deleted\n")
+    raise UsageError(f"usage: {usage}")
+
+
+def set_options(st, cfg):
+    """Live setting: default_port."""
+    st.opts[O_DEFAULT_PORT] = cfg.default_port
+
+
+def l3_stats(states):
+    st = states[0]          # (every replica holds the same routes)
+    return {"routes": int(st.routes.info[table.I_COUNT]),
+            "prefixes": int(lpm.routes(st.lpm)[0].size) if st.opts[O_ROUTER] else 0}
+
+
 def resolve_slow(sp, frame, code):
     """Slow path: a packet whose next hop had no MAC. Its Ethernet
     destination carries port << 32 | next hop (see the docstring)."""
@@ -325,7 +428,7 @@ def echo_reply(pkts, i, st):
 
 
 @nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
-    slow=resolve_slow,
+    slow=resolve_slow, ctl={"route": ctl_route}, live={"default_port": set_options}, stats=l3_stats,
     writes=lambda cfg: None if cfg.router else ("ttl", "eth_src", "eth_dst"))   # paper mode: no ICMP echo
 def l3fwd(pkts, live, n, st):
     if st.opts[O_ROUTER] != 0:

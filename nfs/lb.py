@@ -93,7 +93,7 @@ import numpy as np
 from pynf import conntrack as ct
 from pynf import maglev, table
 from pynf.config import BURST_MAX, NO_JIT, hot
-from pynf.errors import ConfigError, UsageError, format_ipv4, parse_ipv4, read_lines
+from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
 from pynf.hashing import hash5, hash32, key5
 from pynf.intrinsics import ld8, ld16, rdtsc
 from pynf.nf import drop, nf
@@ -138,6 +138,7 @@ BE_SHIFT = 49
 BE_LIMIT = (1 << 13) - 1        # backend slots: 13 bits of the value
 # Key marks: k1 of a fragment entry; svcs-table k1 of each kind of key
 FRAG_KEY = 1 << 48
+SVC_ROOM = 16                   # services mode: rows for services added while running
 K_SERVICE, K_VIP, K_BACKEND = 1, 2, 3
 AMBIGUOUS = -2                  # a backend in more than one service
 
@@ -192,7 +193,7 @@ def _addr(text):
     """'a.b.c.d:port' -> (ip, port) or None."""
     ip, sep, port = text.rpartition(":")
     v = parse_ipv4(ip)
-    if not sep or v is None or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or v is None or not is_decimal(port) or not 0 < int(port) < 65536:
         return None
     return v, int(port)
 
@@ -259,6 +260,7 @@ def make_state(cfg):
     services = cfg.services or ((0, 0, cfg.backends),)
     nbe = sum(len(b) for _, _, b in services)
     room = min(BE_LIMIT, nbe + max(64, nbe))        # room for control-path additions
+    rows = len(services) + (SVC_ROOM if cfg.services else 0)
     hz = int(ticks_per_second())
     tab, ctl = ct.make(cfg.capacity, CTL_EXTRA)
     for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
@@ -274,14 +276,15 @@ def make_state(cfg):
     st = LbState(
         flows=tab, ctl=ctl,
         counters=np.zeros(8, dtype=np.int64),
-        maglev=np.full((len(services), cfg.table_size), -1, dtype=np.int16),
-        svcs=table.make_table(max(16, len(services) * 2 + room)),
-        svc_addr=np.array([(v << 16) | p for v, p, _ in services], dtype=np.int64),
+        maglev=np.full((rows, cfg.table_size), -1, dtype=np.int16),
+        svcs=table.make_table(2 * rows + room),
+        svc_addr=np.full(rows, -1, dtype=np.int64),
         be=np.zeros((room, 4), dtype=np.int64),
         scratch=np.zeros(3 * BURST_MAX, dtype=np.int64),
     )
     k = 0
     for s, (vip, vport, bes) in enumerate(services):
+        st.svc_addr[s] = (vip << 16) | vport
         if cfg.services:
             table.add(st.svcs, *_svc_key(vip, vport), s)
             table.add(st.svcs, *_vip_key(vip), 1)
@@ -456,7 +459,25 @@ NOT_L4, FRAGMENT = -1, -2       # scratch h of a packet with no flow key
 EVENT = -16                     # scratch h = EVENT - entry: a SYN, FIN or RST on a live entry
 
 
+def set_timeouts(st, cfg):
+    """Live settings: the idle timeouts, on_full, non_l4, reverse_nat."""
+    hz = st.ctl[O_HZ]
+    for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
+                    (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
+        st.ctl[ct.I_TMO + s] = int(secs * hz)
+    st.ctl[O_ON_FULL] = ON_FULL.index(cfg.on_full)
+    st.ctl[O_NON_L4] = NON_L4.index(cfg.non_l4)
+    st.ctl[O_REV] = REVERSE_NAT.index(cfg.reverse_nat)
+    _rebuild_filter(st)
+
+
+LIVE_SETTINGS = {k: set_timeouts for k in ("tcp_timeout", "tcp_fin_timeout", "udp_timeout", "frag_timeout",
+                                  "on_full", "non_l4", "reverse_nat")}
+
+
 @nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state,
+    ctl={"lb": lambda nfctl, args: ctl_lb(nfctl, args)}, live=LIVE_SETTINGS,
+    stats=lambda states: lb_stats(states),      # (lambdas: defined below, with the control path)
     writes=lambda cfg: None if cfg.services else ("dst_ip", "dport"))   # paper mode: no reverse NAT
 def lb(pkts, live, n, st):
     tab = st.flows
@@ -573,9 +594,10 @@ def _service_index(st, service):
     """Service index from None (paper mode, or the only service), 'VIP:PORT'
     or (vip, vport)."""
     if service is None:
-        if len(st.svc_addr) != 1:
+        used = np.flatnonzero(st.svc_addr >= 0)
+        if len(used) != 1:
             raise ValueError("name the service (VIP:PORT): there are several")
-        return 0
+        return int(used[0])
     if isinstance(service, str):
         a = _addr(service)
         if a is None:
@@ -595,7 +617,7 @@ def _rebuild_filter(st):
     ctl[FILTER:FILTER + FILTER_BITS // 64] = 0
     if ctl[O_MODE] != MODE_SERVICES:
         return
-    ips = [int(a) >> 16 for a in st.svc_addr]
+    ips = [int(a) >> 16 for a in st.svc_addr if a >= 0]
     if ctl[O_REV] == 0:
         ips += [int(ip) for ip in st.be[st.be[:, BE_FLAG] != BE_FREE, BE_IP]]
     for ip in ips:
@@ -725,3 +747,262 @@ def counters(st):
 def flow_count(st):
     """Used entries (live or not yet found dead)."""
     return int(np.count_nonzero(ct.used(st.flows)))
+
+
+def add_service(st, vip, vport, backends):
+    """Add service VIP:PORT with backends ((ip, port), ...) (services mode)."""
+    if st.ctl[O_MODE] != MODE_SERVICES:
+        raise ValueError("lb runs the paper's mode (one pool of backends, no VIPs): services "
+                         "need a services file (--backends) at start")
+    key = (int(vip) << 16) | int(vport)
+    if np.any(st.svc_addr == key):
+        raise ValueError(f"service {format_ipv4(vip)}:{vport} exists")
+    if len(set(backends)) != len(backends):
+        raise ValueError("a backend is listed twice")
+    rows = np.flatnonzero(st.svc_addr < 0)
+    if len(rows) == 0:
+        raise ValueError(f"no room for another service ({len(st.svc_addr)} rows)")
+    free = np.flatnonzero(st.be[:, BE_FLAG] == BE_FREE)
+    if len(free) < len(backends):
+        raise ValueError(f"no room for {len(backends)} more backends ({len(free)} free slots)")
+    if len(backends) > st.ctl[O_M]:
+        raise ValueError("more backends than the Maglev table size")
+    s = int(rows[0])
+    keys = [_svc_key(vip, vport)] + ([] if _vip_used(st, vip) else [_vip_key(vip)])
+    if table.find(st.svcs, *keys[0]) < 0 and \
+            st.svcs.info[table.I_COUNT] + len(keys) + len(backends) > st.svcs.info[table.I_CAP]:
+        raise ValueError("the services table is full")
+    for (ip, port), k in zip(backends, free):
+        st.be[k] = (ip, port, s, BE_ACTIVE)
+    st.svc_addr[s] = key
+    table.add(st.svcs, *_svc_key(vip, vport), s)
+    table.add(st.svcs, *_vip_key(vip), 1)
+    _rebuild(st, s)
+    for ip, port in backends:
+        _index_backend(st, ip, port)
+    _rebuild_filter(st)
+
+
+def _vip_used(st, vip):
+    return bool(np.any((st.svc_addr >= 0) & ((st.svc_addr >> 16) == int(vip))))
+
+
+def del_service(st, service):
+    """Remove a service, its backends and their flows. Returns the flow
+    entries removed."""
+    s = _service_index(st, service)
+    n = _flush_where(st, lambda slot: (st.be[np.minimum(slot, len(st.be) - 1), BE_SVC] == s)
+                     & (st.be[np.minimum(slot, len(st.be) - 1), BE_FLAG] != BE_FREE))
+    vip, vport = int(st.svc_addr[s]) >> 16, int(st.svc_addr[s]) & 0xFFFF
+    ks = np.flatnonzero((st.be[:, BE_SVC] == s) & (st.be[:, BE_FLAG] != BE_FREE))
+    gone = [(int(st.be[k, BE_IP]), int(st.be[k, BE_PORT])) for k in ks]
+    st.be[ks, BE_FLAG] = BE_FREE
+    st.svc_addr[s] = -1
+    st.maglev[s, :] = -1
+    table.delete(st.svcs, *_svc_key(vip, vport))
+    if not _vip_used(st, vip):
+        table.delete(st.svcs, *_vip_key(vip))
+    for ip, port in gone:
+        _index_backend(st, ip, port)
+    _rebuild_filter(st)
+    return n
+
+
+def services(st):
+    """[(vip, vport, [(ip, port, 'active'|'draining'), ...]), ...] in force
+    (paper mode: one with vip 0, port 0)."""
+    out = []
+    for s in np.flatnonzero(st.svc_addr >= 0):
+        a = int(st.svc_addr[s])
+        ks = np.flatnonzero((st.be[:, BE_SVC] == s) & (st.be[:, BE_FLAG] != BE_FREE))
+        out.append((a >> 16, a & 0xFFFF, [(int(st.be[k, BE_IP]), int(st.be[k, BE_PORT]),
+                                           "active" if st.be[k, BE_FLAG] == BE_ACTIVE else "draining")
+                                          for k in ks]))
+    return out
+
+
+def flow_rows(st, limit):
+    """Up to `limit` flow entries, as (k0, k1, value, meta) rows (a copy;
+    take it between bursts, through Runtime.control)."""
+    e = ct.entries(st.flows)
+    return e[np.flatnonzero(e[:, 1] != 0)[:limit]].copy()
+
+
+def _now(st):
+    """The NF's clock, read on the control path."""
+    if st.ctl[CLOCK] >= 0:
+        return int(st.ctl[CLOCK])
+    if NO_JIT:
+        return int(rdtsc())
+    from pynf.shim import rdtsc as shim_rdtsc
+    return int(shim_rdtsc())
+
+
+STATE_NAMES = {S_TCP: "tcp", S_FIN: "tcp_closing", S_UDP: "udp", S_FRAG: "fragment"}
+PROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def format_flow(st, row, now):
+    """One line for a flow entry: client -> service => backend, state, idle."""
+    k0, k1, v, meta = (int(x) for x in row)
+    k1 &= ~ct.USED
+    src, sport, proto = k0 >> 24, (k0 >> 8) & 0xFFFF, k0 & 0xFF
+    state = meta & ct.STATE_MASK
+    idle = max(0, now - (meta >> ct.STATE_BITS)) / float(st.ctl[O_HZ])
+    dead = idle * st.ctl[O_HZ] >= st.ctl[ct.I_TMO + state]
+    tgt = f"{format_ipv4((v & ((1 << 48) - 1)) >> 16)}:{v & 0xFFFF}"
+    p = PROTO_NAMES.get(proto, str(proto))
+    if k1 & FRAG_KEY:
+        what = f"{p} {format_ipv4(src)} -> {format_ipv4((k1 & ~FRAG_KEY) >> 16)} ip-id {sport}"
+    else:
+        what = f"{p} {format_ipv4(src)}:{sport} -> {format_ipv4(k1 >> 16)}:{k1 & 0xFFFF}"
+    arrow = "reply, source becomes" if v & REV else "=>"
+    return (f"{what} {arrow} {tgt}  {STATE_NAMES[state]} idle {idle:.1f} s"
+            f"{' (expired)' if dead else ''}")
+
+
+# ---- `pynf ctl lb ...` (pynf.control.commands) ----
+
+def _shadow(st):
+    """A copy of a replica's control state with an empty flow table: a
+    change is tried on it first, so one that fails changes nothing."""
+    tab, _ = ct.make(8, CTL_EXTRA)
+    return st._replace(flows=tab, ctl=st.ctl.copy(), counters=st.counters.copy(),
+                       maglev=st.maglev.copy(), svcs=table.Table(st.svcs.slots.copy(), st.svcs.info.copy()),
+                       svc_addr=st.svc_addr.copy(), be=st.be.copy())
+
+
+def _prepared(nfctl, change, text):
+    """A Change that runs change(st) in every replica, after a dry run."""
+    from pynf.control.commands import Change
+    try:
+        change(_shadow(nfctl.states()[0]))
+    except ValueError as e:
+        raise UsageError(f"lb: {e}") from None
+    return Change(lambda: nfctl.control(change), text)
+
+
+def _addrs(words_, what):
+    out = []
+    for t in words_:
+        a = _addr(t)
+        if a is None:
+            raise UsageError(f"lb: bad {what} {t!r} (want a.b.c.d:port)")
+        out.append(a)
+    return out
+
+
+def _service_arg(text):
+    """None for '*' (paper mode, or the only service), else (vip, vport)."""
+    return None if text == "*" else _addrs([text], "service")[0]
+
+
+def ctl_lb(nfctl, args):
+    """`pynf ctl lb service add|del ...`, `lb backend add|del|drain ...`,
+    `lb services`, `lb flows [--limit N]`, `lb flush [VIP:PORT]`, `lb load FILE`."""
+    from pynf.control.commands import Change, words
+    usage = ("lb service add VIP:PORT BACKEND:PORT... | lb service del VIP:PORT | "
+             "lb backend add|del|drain VIP:PORT BACKEND:PORT | lb services | "
+             "lb flows [--limit N] | lb flush [VIP:PORT] | lb load FILE")
+    verb = words(args, 1, 1 << 16, usage)[0]
+    if verb == "service" and len(args) >= 3 and args[1] in ("add", "del"):
+        if args[1] == "add":
+            words(args, 4, 1 << 16, "lb service add VIP:PORT BACKEND:PORT...")
+            (vip, vport), bes = _addrs(args[2:3], "service")[0], _addrs(args[3:], "backend")
+            return _prepared(nfctl, lambda st: add_service(st, vip, vport, bes),
+                             f"lb: service {args[2]} with {len(bes)} backends\n")
+        words(args, 3, 3, "lb service del VIP:PORT")
+        svc = _addrs(args[2:3], "service")[0]
+        return _prepared(nfctl, lambda st: del_service(st, svc), f"lb: service {args[2]} removed\n")
+    if verb == "backend" and len(args) >= 2 and args[1] in ("add", "del", "drain"):
+        words(args, 4, 4, f"lb backend {args[1]} VIP:PORT BACKEND:PORT")
+        svc, be = _service_arg(args[2]), _addrs(args[3:4], "backend")[0]
+        fn = {"add": add_backend, "del": remove_backend, "drain": drain_backend}[args[1]]
+        done = {"add": "added to", "del": "removed from", "drain": "draining in"}[args[1]]
+        return _prepared(nfctl, lambda st: fn(st, be, svc), f"lb: backend {args[3]} {done} {args[2]}\n")
+    if verb == "services":
+        words(args, 1, 1, "lb services")
+        lines = []
+        for vip, vport, bes in services(nfctl.states()[0]):
+            lines.append("(paper mode)" if not vip and not vport else f"{format_ipv4(vip)}:{vport}")
+            lines += [f"  {format_ipv4(ip)}:{port} {flag}" for ip, port, flag in bes]
+        return "".join(ln + "\n" for ln in lines)
+    if verb == "flows":
+        limit = 100
+        if len(args) > 1:
+            words(args, 3, 3, "lb flows [--limit N]")
+            if args[1] != "--limit" or not is_decimal(args[2]):
+                raise UsageError("usage: lb flows [--limit N]")
+            limit = int(args[2])
+        rows = []
+        nfctl.control(lambda st: rows.append((st, flow_rows(st, limit - sum(len(r) for _, r in rows)))))
+        lines = []
+        for st, rs in rows:
+            now = _now(st)
+            lines += [format_flow(st, r, now) for r in rs]
+        total = sum(flow_count(st) for st in nfctl.states())
+        return "".join(ln + "\n" for ln in lines[:limit]) + f"({min(limit, len(lines))} of {total} entries)\n"
+    if verb == "flush":
+        words(args, 1, 2, "lb flush [VIP:PORT]")
+        svc = _addrs(args[1:2], "service")[0] if len(args) == 2 else None
+        return _prepared(nfctl, lambda st: flush_flows(st, svc), "lb: flows flushed\n")
+    if verb == "load":
+        path = words(args, 2, 2, "lb load FILE")[1]
+        return _load(nfctl, path)
+    raise UsageError(f"usage: {usage}")
+
+
+def _load(nfctl, path):
+    """`lb load FILE`: make the services and backends the file's: services
+    and backends it no longer lists go (with their flows), new ones come,
+    and flows to what stays keep their backends."""
+    backends, svcs = parse_backends(path)
+    cfg = nfctl.config
+    if bool(svcs) != bool(cfg.services):
+        raise UsageError(f"{path}: a {'services' if svcs else 'paper-mode'} file, but lb runs "
+                         f"{'services' if cfg.services else 'the paper'} mode (fixed at start)")
+    want = {(v, p): list(b) for v, p, b in svcs} if svcs else {None: list(backends)}
+
+    def change(st):
+        have = {(None if not svcs else (vip, vport)): bes for vip, vport, bes in services(st)}
+        for key in have:
+            if key not in want:
+                del_service(st, key)
+        for key, bes in want.items():
+            if key not in have:
+                add_service(st, key[0], key[1], bes)
+                continue
+            old = {(ip, port) for ip, port, _ in have[key]}
+            for ip, port, _ in have[key]:
+                if (ip, port) not in bes:
+                    remove_backend(st, (ip, port), key)
+            for be in bes:
+                if be not in old or not any(b[:2] == be and b[2] == "active" for b in have[key]):
+                    add_backend(st, be, key)
+        return None
+
+    import dataclasses
+    c = _prepared(nfctl, change, f"lb: loaded {len(svcs) or len(backends)} "
+                                 f"{'services' if svcs else 'backends'} from {path}\n")
+    apply = c.apply
+
+    def apply_and_record():
+        apply()
+        nfctl.set_config(dataclasses.replace(cfg, backends=backends or cfg.backends, services=svcs))
+    c.apply = apply_and_record
+    return c
+
+
+def lb_stats(states):
+    """Flow-table occupancy and counters, summed over the replicas' tables;
+    the services and backends (the same in each replica)."""
+    out = {"flows": sum(flow_count(st) for st in states),
+           "flow_capacity": sum(len(ct.entries(st.flows)) for st in states)}
+    for st in states:
+        for k, v in counters(st).items():
+            out[f"{k}_total"] = out.get(f"{k}_total", 0) + v
+    st = states[0]
+    out["services"] = int(np.count_nonzero(st.svc_addr >= 0)) if st.ctl[O_MODE] == MODE_SERVICES else 0
+    out["backends_active"] = int(np.count_nonzero(st.be[:, BE_FLAG] == BE_ACTIVE))
+    out["backends_draining"] = int(np.count_nonzero(st.be[:, BE_FLAG] == BE_DRAINING))
+    return out

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf.config import hot
-from pynf.errors import ConfigError, parse_ipv4, read_lines
+from pynf.errors import ConfigError, format_ipv4, parse_ipv4, read_lines
 from pynf.intrinsics import cttz64
 
 
@@ -58,6 +58,13 @@ class Rule:
                 and self.sport_lo <= sport <= self.sport_hi
                 and self.dport_lo <= dport <= self.dport_hi
                 and (proto & self.proto_mask) == (self.proto & self.proto_mask))
+
+
+    def text(self):
+        """The rule in the file's grammar (parse_rule(r.text()) == r, but for line)."""
+        return (f"@{format_ipv4(self.src)}/{self.src_len} {format_ipv4(self.dst)}/{self.dst_len} "
+                f"{self.sport_lo} : {self.sport_hi} {self.dport_lo} : {self.dport_hi} "
+                f"0x{self.proto:02x}/0x{self.proto_mask:02x} {'allow' if self.allow else 'deny'}")
 
 
 _NUM = re.compile(r"^(0x[0-9a-fA-F]+|\d+)$")

@@ -5,6 +5,7 @@ naming the flag, or FILE:LINE), 1 a runtime failure.
 """
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -16,6 +17,17 @@ from pynf.nf import NFError
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
+
+
+def _finite(text):
+    """argparse type: a finite float ('nan' and 'inf' are refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return v
 
 
 def _int_list(text, flag):
@@ -38,11 +50,11 @@ def build_parser():
     m.add_argument("--stages", metavar="SPEC", help='hybrid: "a|b,c" (| separates stages, , fuses)')
     r.add_argument("--replicas", metavar="N,N", help="replicas per stage (with --stages)")
     r.add_argument("--cores", type=int, metavar="N", help="cores to use (RTC: replicas)")
-    r.add_argument("--duration", type=float, metavar="S", help="seconds to run (default 3 for built-in traffic)")
+    r.add_argument("--duration", type=_finite, metavar="S", help="seconds to run (default 3 for built-in traffic)")
     r.add_argument("--packets", type=int, metavar="N", help="packets to receive, then stop")
     r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
     r.add_argument("--frame-size", type=int, default=64, metavar="B", help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
-    r.add_argument("--rate", type=float, metavar="GBPS", help="built-in traffic: wire rate to pace to")
+    r.add_argument("--rate", type=_finite, metavar="GBPS", help="built-in traffic: wire rate to pace to")
     r.add_argument("--seed", type=int, default=1, metavar="N", help="built-in traffic: seed (1)")
     r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
     r.add_argument("--pcap-out", metavar="FILE", help="write every transmitted packet here")
@@ -65,13 +77,23 @@ def build_parser():
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")
     r.add_argument("--quiet", action="store_true", help="no status line")
     r.add_argument("--counters", action="store_true", help="hardware counters per stage, where the machine has them")
+    r.add_argument("--control", metavar="PATH|off",
+                   help="control socket for `pynf ctl` (default: pynf.sock in /run/pynf, "
+                        "$XDG_RUNTIME_DIR/pynf or /tmp/pynf-UID; off: none)")
+    r.add_argument("--metrics", metavar="[ADDR:]PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR 127.0.0.1)")
     r.add_argument("eal", nargs="*", help=argparse.SUPPRESS)
+    c = sub.add_parser("ctl", help="control a running pynf (see `pynf ctl help`)")
+    c.add_argument("--socket", metavar="PATH", help="its control socket (default: pynf.sock in the "
+                                                    "runtime directory)")
+    c.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="stats [--json] | route ... | acl ... | lb ... | set NF.KEY=VALUE | reload")
     sub.add_parser("list", help="list the NFs in nfs/")
     pr = sub.add_parser("profile", help="per-NF cycles under RTC and PL, and the ring-hop cost")
     pr.add_argument("chain", metavar="CHAIN")
     pr.add_argument("--flows", type=int, default=1024)
     pr.add_argument("--frame-size", type=int, default=64)
-    pr.add_argument("--duration", type=float, default=2.0)
+    pr.add_argument("--duration", type=_finite, default=2.0)
     pr.add_argument("--io", choices=("dpdk", "mem"))
     pr.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="the paper's experiments")
@@ -79,7 +101,7 @@ def build_parser():
     b.add_argument("--quick", action="store_true", help="fewer points, shorter runs (under a minute)")
     b.add_argument("--out", default="paper-results", metavar="DIR")
     b.add_argument("--io", choices=("dpdk", "mem"), default="mem")
-    b.add_argument("--line-rate", type=float, default=100.0, metavar="GBPS")
+    b.add_argument("--line-rate", type=_finite, default=100.0, metavar="GBPS")
     b.add_argument("--repeats", type=int, metavar="N")
     return p
 
@@ -179,22 +201,33 @@ def cmd_run(a, out, err):
              f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "
              f"io={io.name}, burst {opts.burst}")
     status = None
-    prev = signal.signal(signal.SIGTERM, lambda *_: rt.request_stop())
+    ops = Operate(rt, ctx, err)
+    prev = signal.signal(signal.SIGTERM, ops.on_stop_signal)
     try:
         rt.build()
         if len(plan.stages) > 1 or plan.workers > 1:
             print_plan(rt, err)
         say(err, "pynf: compiling (cached after the first run)...")
         rt.compile()
+        ops.start(a.control, a.metrics)
         status = None if (a.quiet or not err.isatty()) else Status(err)
         what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else
                                                    "until stopped" if host else "until the input ends")
         say(err, f"pynf: running ({what}; Ctrl-C stops, drains and reports)")
-        rt.run(progress=status.update if status else None)
+        prev_int = signal.signal(signal.SIGINT, ops.on_stop_signal)
+        prev_hup = signal.signal(signal.SIGHUP, ops.on_hup)
+        try:
+            rt.run(progress=status.update if status else None)
+        finally:
+            signal.signal(signal.SIGHUP, prev_hup)
+            if not ops.stopping:        # (once stopping, a late signal stays absorbed)
+                signal.signal(signal.SIGINT, prev_int)
     finally:
-        signal.signal(signal.SIGTERM, prev)
+        if not ops.stopping:
+            signal.signal(signal.SIGTERM, prev)
         if status:
             status.close()
+        ops.close()
         rt.close()
     rep = report(rt)
     if a.json:
@@ -202,6 +235,67 @@ def cmd_run(a, out, err):
     else:
         print_report(rep, out)
     return 0
+
+
+class Operate:
+    """What lets a person act on a running chain: the control socket, the
+    metrics server, the rates `stats` shows, and the signals (SIGINT and
+    SIGTERM stop, drain and report; a second one while stopping is
+    absorbed; SIGHUP reloads the files given at start)."""
+
+    def __init__(self, rt, ctx, err):
+        from pynf.control.commands import Commands
+        self.rt, self.err = rt, err
+        self.commands = Commands(rt)
+        self.rates = self.control = self.metrics = None
+        self.stopping = False
+
+    def start(self, control, metrics):
+        from pynf.stats import Rates
+        from pynf.ui import say
+        self.rates = self.commands.rates = Rates(self.rt).start()
+        if control != "off":
+            from pynf.control.server import ControlServer, choose_path
+            path = choose_path(control)
+            try:
+                self.control = ControlServer(path, self.commands).start()
+                say(self.err, f"pynf: control socket {path} (pynf ctl --socket {path} COMMAND)")
+            except UsageError:
+                if control:
+                    raise
+                say(self.err, f"pynf: warning: no control socket: cannot open {path}")
+        if metrics:
+            from pynf.control.metrics import MetricsServer
+            self.metrics = MetricsServer(self.rt, metrics)
+            say(self.err, f"pynf: metrics at http://{self.metrics.addr}:{self.metrics.port}/metrics")
+
+    def on_stop_signal(self, signum, frame):
+        from pynf.ui import say
+        if self.stopping:
+            say(self.err, "pynf: already stopping (draining, then the report)")
+            return
+        self.stopping = True
+        self.rt.request_stop()
+
+    def on_hup(self, signum, frame):
+        import threading
+        threading.Thread(target=self._reload, daemon=True, name="pynf-reload").start()
+
+    def _reload(self):
+        from pynf.ui import say
+        try:
+            out = self.commands.run(["reload"])
+            for line in out.splitlines():
+                say(self.err, f"pynf: SIGHUP: {line}")
+        except (UsageError, RuntimeFailure) as e:
+            say(self.err, f"pynf: SIGHUP: reload refused, the running state stays: {e}")
+
+    def close(self):
+        for part in (self.metrics, self.control):
+            if part is not None:
+                part.close()
+        if self.rates is not None:
+            self.rates.stop()
 
 
 def _host(a):
@@ -255,6 +349,37 @@ def _make_io(a, plan, opts, err):
     return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz())
 
 
+def cmd_ctl(a, out, err):
+    """`pynf ctl [--socket PATH] COMMAND...`: one command to a running pynf."""
+    from pynf.control.server import ask, default_path
+    words = list(a.words)
+    if words[:1] == ["--"]:
+        words = words[1:]
+    if not words or words == ["help"]:
+        out.write(CTL_HELP)
+        return 0 if words else 2
+    # a file is read by the running pynf: name it from here
+    words = [os.path.abspath(w) if k and words[k - 1] == "load" else w for k, w in enumerate(words)]
+    rc, text, msg = ask(a.socket or default_path(), words)
+    out.write(text)
+    if msg:
+        err.write(msg + "\n")
+    return rc
+
+
+CTL_HELP = """pynf ctl [--socket PATH] COMMAND
+  stats [--json]                       the report, live, with the last second's rates
+  route add PREFIX PORT [NEXTHOP]      l3fwd: a.b.c.d (exact) or a.b.c.d/len (router mode)
+  route del PREFIX | route list | route load FILE
+  acl load FILE | acl list             acl: swap the whole rule set in between bursts
+  lb service add VIP:PORT BACKEND:PORT...   | lb service del VIP:PORT | lb services
+  lb backend add|del|drain VIP:PORT BACKEND:PORT   (VIP:PORT '*': paper mode)
+  lb flows [--limit N] | lb flush [VIP:PORT] | lb load FILE
+  set NF.KEY=VALUE                     a setting that may change while running
+  reload                               re-read the files given at start (as SIGHUP)
+"""
+
+
 def cmd_list(out):
     from pynf.nf import available, load
     for name in sorted(available()):
@@ -269,6 +394,8 @@ def invoke(args, err=None):
     RuntimeFailure with pynf's one-line message (for profile and bench)."""
     import io as _io
     out, e = _io.StringIO(), _io.StringIO()
+    if "--control" not in args:
+        args = [*args, "--control", "off"]
     rc = main(["run", *args, "--json", "--quiet"], out, e)
     if rc != 0:
         msg = e.getvalue().strip().splitlines()
@@ -295,6 +422,8 @@ def main(argv=None, out=None, err=None):
             raise UsageError("want a command: run, list (see pynf --help)")
         if a.cmd == "list":
             return cmd_list(out)
+        if a.cmd == "ctl":
+            return cmd_ctl(a, out, err)
         if a.cmd == "profile":
             from pynf.profile import print_profile, profile
             res = profile(invoke, a.chain, a.flows, a.frame_size, a.io, a.duration, err)

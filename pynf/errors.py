@@ -17,6 +17,11 @@ class RuntimeFailure(Exception):
     """The run could not go on (EAL init, port setup, ...): exit status 1."""
 
 
+def is_decimal(text):
+    """True for ASCII decimal digits only ("²".isdigit() is True, int("²") fails)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_ipv4(text):
     """Dotted quad -> int, or None."""
     parts = text.split(".")
@@ -24,7 +29,7 @@ def parse_ipv4(text):
         return None
     v = 0
     for p in parts:
-        if not p.isdigit() or len(p) > 3 or int(p) > 255:
+        if not is_decimal(p) or len(p) > 3 or int(p) > 255:
             return None
         v = (v << 8) | int(p)
     return v

@@ -14,6 +14,10 @@ again), 2 input finished (queue replayed, or upstream done and rings empty).
 
 RC_DEADLINE, RC_FLUSH, RC_DONE = 0, 1, 2
 
+# Positions in a loop's argument list (LOOP's signature below): the runtime
+# sets the deadline before each call and swaps NF states (A_STATES + j).
+A_DEADLINE, A_STATES = 13, 17
+
 HEADER = '''
 from pynf.intrinsics import rdtsc as _rdtsc
 from pynf import shim as _shim

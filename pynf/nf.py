@@ -31,6 +31,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import re
 import sys
@@ -80,10 +81,13 @@ def apply_settings(name, cfg, settings):
                 val = int(text, 0)
             elif isinstance(cur, float):
                 val = float(text)
+                if not math.isfinite(val):
+                    raise ValueError(text)
             else:
                 val = text
         except ValueError:
-            raise UsageError(f"--set {name}.{key}={text}: want a {type(cur).__name__}") from None
+            kind = "finite float" if isinstance(cur, float) else type(cur).__name__
+            raise UsageError(f"--set {name}.{key}={text}: want a {kind}") from None
         changes[key] = val
     if not changes:
         return cfg
@@ -173,6 +177,9 @@ class NFSpec:
     writes: frozenset = frozenset()
     slow: object = None         # slow-path handler (sp, frame, code), or None
     writes_for: object = None   # config -> the fields written under it (None: all of `writes`)
+    ctl: dict = None            # `pynf ctl` nouns -> handler(nfctl, words) (pynf.control.commands)
+    live: dict = None           # settings that may change while running -> apply(state, config)
+    stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
 
     def written(self, config):
         """The header fields this NF may write under `config`: what its
@@ -201,7 +208,8 @@ class NFSpec:
 _REGISTRY = {}
 
 
-def nf(name, drops=(), config=None, state=None, slow=None, writes=None):
+def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None, live=None,
+       stats=None):
     """Register the decorated burst function as NF `name` (the CLI token).
 
     writes: a function config -> the header fields the NF writes under that
@@ -210,7 +218,16 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None):
     what the mode in use can change.
 
     slow: a Python function (sp, frame, code) that receives the packets the
-    NF hands over with `slowpath(code)`; see pynf.control.slowpath."""
+    NF hands over with `slowpath(code)`; see pynf.control.slowpath.
+
+    ctl: {noun: handler(nfctl, words) -> text}: the NF's `pynf ctl NOUN ...`
+    commands (pynf.control.commands has the NFControl they get).
+    live: {setting: apply(state, new_config)}: the settings `pynf ctl set`
+    may change while the NF runs; apply makes a replica's state follow.
+    stats: [the states of all replicas] -> {name: number}, read live on the
+    control path (names ending in _total are counters, others gauges), for
+    the report's nfs.<nf>.state, `pynf ctl stats` and /metrics
+    (pynf_<nf>_<name>)."""
     if not _NAME.match(name):
         raise NFError(f"NF name {name!r} must be snake_case")
     for r in drops:
@@ -227,6 +244,7 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None):
         reads, wrote = fields_used(fn)
         spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
                       config=config, state=state, slow=slow, writes_for=writes,
+                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats,
                       source=src, line=line,
                       doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
                       reads=frozenset(reads), writes=frozenset(wrote))

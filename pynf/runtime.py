@@ -106,6 +106,11 @@ def nf_compile_error(spec, err):
     return f"NF {spec.name} ({where}) does not compile: {msg}"
 
 
+@dataclass
+class _Replacement:
+    state: object
+
+
 class Runtime:
     def __init__(self, plan, ctx, opts, io=None):
         self.plan, self.ctx, self.opts = plan, ctx, opts
@@ -241,9 +246,9 @@ class Runtime:
                 hw = ThreadCounters()
             slice_ticks = int(self.hz * SLICE_S)
             from pynf.shim import rdtsc
-            args = list(w.args)
+            args = w.args           # _apply_pending swaps states in place
             while True:
-                args[13] = np.uint64(rdtsc() + slice_ticks)
+                args[loops.A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
                 if rc == loops.RC_FLUSH:
                     self._flush_capture(w)
@@ -267,48 +272,80 @@ class Runtime:
     def _apply_pending(self, w):
         with self.capture_lock:
             todo, w.pending = w.pending, []
-        for j, fn, done, errs in todo:
-            try:
-                fn(w.states[j])
-            except Exception as e:  # noqa: BLE001 - handed to control()'s caller
-                errs.append(e)
-            finally:
-                done.set()
+        for job in todo:
+            self._apply(w, *job)
+
+    @staticmethod
+    def _apply(w, j, fn, done, errs):
+        """Run one control change on worker w's state of its NF j: fn(state)
+        changes the state in place, or returns a _Replacement (from
+        replace_state) whose state the loop gets from its next call."""
+        try:
+            new = fn(w.states[j])
+            if isinstance(new, _Replacement):
+                w.states[j] = new.state
+                w.args[loops.A_STATES + j] = new.state
+        except Exception as e:  # noqa: BLE001 - handed to control()'s caller
+            errs.append(e)
+        finally:
+            done.set()
+
+    def _places(self, nf_name):
+        """(worker, index in its stage) of each replica of NF nf_name."""
+        out = [(w, j) for w in self.workers for j, spec in enumerate(self.specs[w.stage])
+               if spec.name == nf_name]
+        if not out:
+            raise UsageError(f"control: no NF {nf_name!r} in this chain")
+        return out
 
     def control(self, nf_name, fn, timeout=5.0):
         """Apply fn(state) to NF nf_name's state in every replica, between
         bursts: each worker runs it on its own replica's state when its loop
         next returns (within a few ms), so the fast path never sees a half
-        change and no lock is taken on it. Blocks until all replicas have it."""
-        jobs, errs = [], []
-        for w in self.workers:
-            for j, spec in enumerate(self.specs[w.stage]):
-                if spec.name == nf_name:
-                    done = threading.Event()
-                    with self.capture_lock:
-                        if w.exited or not self.running:
-                            fn(w.states[j])
-                            continue
-                        w.pending.append((j, fn, done, errs))
-                    jobs.append(done)
-        if not jobs and not any(s.name == nf_name for ss in self.specs for s in ss):
-            raise UsageError(f"control: no NF {nf_name!r} in this chain")
-        for done in jobs:
+        change and no lock is taken on it. Blocks until all replicas have it.
+        fn changes the state in place (what it returns is ignored)."""
+        self._dispatch([(w, j, fn) for w, j in self._places(nf_name)], timeout)
+
+    def replace_state(self, nf_name, make, timeout=5.0):
+        """Swap NF nf_name's state in every replica for make(old state), built
+        here, off the fast path; each worker takes its new state between
+        bursts. The new state must have the old one's Numba type (same
+        namedtuple, array dtypes and dimensions; sizes may differ), so the
+        compiled stage runs it without recompiling."""
+        jobs = []
+        for w, j in self._places(nf_name):
+            new = make(w.states[j])
+            if typeof(new) != typeof(w.states[j]):
+                raise RuntimeFailure(f"control: {nf_name}'s new state has another type "
+                                     f"({typeof(new)}) than the running one")
+            jobs.append((w, j, lambda st, new=_Replacement(new): new))
+        self._dispatch(jobs, timeout)
+
+    def states(self, nf_name):
+        """NF nf_name's state in each replica (to read on the control path)."""
+        return [w.states[j] for w, j in self._places(nf_name)]
+
+    def _dispatch(self, jobs, timeout):
+        waits, errs = [], []
+        for w, j, fn in jobs:
+            done = threading.Event()
+            with self.capture_lock:
+                if w.exited or not self.running:
+                    self._apply(w, j, fn, done, errs)
+                    continue
+                w.pending.append((j, fn, done, errs))
+            waits.append(done)
+        for done in waits:
             if not done.wait(timeout):
-                raise RuntimeFailure(f"control: a worker did not apply the change to {nf_name} "
-                                     f"within {timeout} s")
+                raise RuntimeFailure(f"control: a worker did not apply the change within {timeout} s")
         if errs:
             raise errs[0]
 
     def _exit(self, w):
         with self.capture_lock:
             w.exited = True
-            for j, fn, done, errs in w.pending:   # exiting: apply what is left, unblock control()
-                try:
-                    fn(w.states[j])
-                except Exception as e:  # noqa: BLE001
-                    errs.append(e)
-                done.set()
+            for job in w.pending:       # exiting: apply what is left, unblock control()
+                self._apply(w, *job)
             w.pending = []
             s = w.stage
             if all(x.exited for x in self.workers if x.stage == s):
@@ -337,7 +374,7 @@ class Runtime:
         self.tsc0, self.wall0_ns = rdtsc(), time.time_ns()
         threads = [threading.Thread(target=self._work, args=(w,), daemon=True,
                                     name=f"pynf-s{w.stage}r{w.replica}") for w in self.workers]
-        t0 = time.perf_counter()
+        self.t0 = t0 = time.perf_counter()
         self.running = True
         if self.slow is not None:
             self.slow.start()
@@ -370,6 +407,10 @@ class Runtime:
             errs.append(self.slow.error)
         if errs:
             raise RuntimeFailure(f"worker failed: {type(errs[0]).__name__}: {errs[0]}")
+
+    def live_elapsed(self):
+        """Seconds run so far (the final figure once the run is over)."""
+        return time.perf_counter() - self.t0 if self.running else self.elapsed
 
     def request_stop(self):
         self.stop_input.set()

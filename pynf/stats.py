@@ -1,10 +1,12 @@
 """TSC calibration and the run report (the --json contract of docs/design.md)."""
+import collections
 import os
+import threading
 import time
 
 import numpy as np
 
-from pynf.io.mem import W_PUNTED
+from pynf.io.mem import W_PUNTED, W_RX, W_RX_BYTES
 from pynf.traffic import FCS, WIRE_OVERHEAD
 
 _HZ = None
@@ -57,6 +59,41 @@ def _counters(workers, packets):
     return {k: round(v / packets, 2) for k, v in tot.items()} if tot and packets else None
 
 
+def nf_stats(rt):
+    """{nf: {name: value}} of the NFs that declare stats= (given the states
+    of all their replicas, read live; see pynf.nf)."""
+    out = {}
+    for ss in rt.specs:
+        for sp in ss:
+            if sp.stats is not None and sp.name not in out:
+                out[sp.name] = sp.stats(rt.states(sp.name))
+    return out
+
+
+def port_counts(rt):
+    """{port: {rx, rx_bytes, tx, tx_bytes}}: what pynf received from and sent
+    to each port (DPDK: ethdev ids; in-memory: port numbers), read live."""
+    out = {}
+
+    def add(p, k, v):
+        d = out.setdefault(int(p), {"rx": 0, "rx_bytes": 0, "tx": 0, "tx_bytes": 0})
+        d[k] += int(v)
+    for w in rt.workers:
+        if w.stage == 0:
+            pstat = getattr(w.src, "pstat", None)
+            if pstat is not None:               # DPDK: per port polled
+                for r, p in enumerate(w.src.ports):
+                    add(p, "rx", pstat[r, 0])
+                    add(p, "rx_bytes", pstat[r, 1])
+            else:                               # in-memory: one queue, one port
+                add(w.src.port, "rx", w.ws[W_RX])
+                add(w.src.port, "rx_bytes", w.ws[W_RX_BYTES])
+        for p in np.nonzero(w.txstat[:, 0])[0]:
+            add(p, "tx", w.txstat[p, 0])
+            add(p, "tx_bytes", w.txstat[p, 1])
+    return out
+
+
 def report(rt):
     """The final report of a finished Runtime as a dict."""
     drops = {}
@@ -72,7 +109,7 @@ def report(rt):
     rx, tx, _ = rt.totals()
     first = [w for w in rt.workers if w.stage == 0]
     rx_bytes = sum(int(w.ws[5]) for w in first)
-    el = max(rt.elapsed, 1e-9)
+    el = max(rt.live_elapsed(), 1e-9)
     nfs, stages = {}, []
     total_cycles = 0
     for s, ss in enumerate(rt.specs):
@@ -115,11 +152,9 @@ def report(rt):
             rings.append({"from": f"s{w.stage - 1}r{u}", "to": f"s{w.stage}r{w.replica}",
                           "size": rt.opts.ring_size,
                           "fill_mean": round(tot / polls, 2) if polls else 0.0, "fill_max": mx})
-    ports = {}
-    for w in rt.workers:
-        for p in np.nonzero(w.txstat[:, 0])[0]:
-            ports[int(p)] = ports.get(int(p), 0) + int(w.txstat[p, 0])
-    ports = {str(p): {"tx": ports[p]} for p in sorted(ports)}
+    ports = {str(p): v for p, v in sorted(port_counts(rt).items())}
+    for name, vals in nf_stats(rt).items():
+        nfs[name]["state"] = vals
     punted = sum(int(w.ws[W_PUNTED]) for w in rt.workers)
     out = {
         "model": rt.plan.model,
@@ -151,3 +186,47 @@ def report(rt):
         out["slowpath"] = dict(punted=punted, **(slow.report(rt.workers) if slow is not None else {}))
     out.update(rt.io.report_extra(rt))
     return out
+
+
+class Rates:
+    """The run's totals sampled every `every` seconds on a thread of their
+    own (reading the workers' counters, no lock); rates() gives the rise
+    over the last `window` seconds, per second: what `pynf ctl stats` adds
+    to the report as "rates"."""
+
+    def __init__(self, rt, every=0.1, window=1.0):
+        self.rt, self.every, self.window = rt, every, window
+        self.samples = collections.deque(maxlen=int(window / every) + 2)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="pynf-rates")
+
+    def start(self):
+        self.sample()
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopped.set()
+
+    def _run(self):
+        while not self.stopped.wait(self.every):
+            self.sample()
+
+    def sample(self):
+        rx, tx, drops = self.rt.totals()
+        rx_bytes = sum(int(w.ws[W_RX_BYTES]) for w in self.rt.workers if w.stage == 0)
+        self.samples.append((time.perf_counter(), rx, tx, drops, rx_bytes))
+
+    def rates(self):
+        if len(self.samples) < 2:
+            return {}
+        new = self.samples[-1]
+        old = next((x for x in self.samples if new[0] - x[0] <= self.window + self.every / 2),
+                   self.samples[0])
+        dt = new[0] - old[0]
+        if dt <= 0:
+            return {}
+        d = [b - a for a, b in zip(old[1:], new[1:])]
+        return {"interval_s": round(dt, 3), "rx_pps": round(d[0] / dt), "tx_pps": round(d[1] / dt),
+                "drops_pps": round(d[2] / dt),
+                "rx_gbps": round((d[3] + FCS * d[0]) * 8 / dt / 1e9, 4)}

@@ -32,8 +32,8 @@ class Status:
         self.live.stop()
 
 
-def print_report(rep, out):
-    c = Console(file=out, highlight=False)
+def print_report(rep, out, width=None):
+    c = Console(file=out, highlight=False, width=width)
     t = Table(title=f"pynf {rep['model']} {rep['stages_spec']}  ({rep['io']}, {rep['workers']} worker(s), "
                     f"{rep['elapsed_s']:.2f} s)", show_header=False)
     t.add_column(style="bold")
@@ -47,9 +47,9 @@ def print_report(rep, out):
     t.add_row("Gbps (data / wire)", f"{rep['gbps']:.3f} / {rep['gbps_wire']:.3f}")
     t.add_row("cycles/packet (all stages)", f"{rep['cycles_per_packet']:.1f}")
     if "mbufs_in_use" in rep:
-        t.add_row("mbufs in use at exit", str(rep["mbufs_in_use"]))
+        t.add_row("mbufs in use", str(rep["mbufs_in_use"]))
     if "buffers_in_use" in rep:
-        t.add_row("buffers in use at exit", str(rep["buffers_in_use"]))
+        t.add_row("buffers in use", str(rep["buffers_in_use"]))
     c.print(t)
     s = Table(title="per stage / NF (TSC cycles per packet the NF saw)")
     for col in ("stage", "NF", "replicas/cores", "rx", "tx", "drops", "cycles/pkt"):
@@ -72,6 +72,14 @@ def print_report(rep, out):
             r.add_row(ring["from"], ring["to"], str(ring["size"]), f"{ring['fill_mean']:.1f}",
                       str(ring["fill_max"]))
         c.print(r)
+
+
+def print_rates(rates, out):
+    """The last second's rates (`pynf ctl stats`)."""
+    if rates:
+        out.write(f"last {rates['interval_s']:.1f} s: rx {rates['rx_pps'] / 1e6:.3f} Mpps, "
+                  f"tx {rates['tx_pps'] / 1e6:.3f} Mpps, drops {rates['drops_pps']:,}/s, "
+                  f"{rates['rx_gbps']:.3f} Gbps\n")
 
 
 def print_plan(rt, err):

@@ -8,7 +8,7 @@ adds it). The MAC address is the interface's own, read when the port opens.
 import os
 from dataclasses import dataclass, field
 
-from pynf.errors import UsageError, parse_ipv4
+from pynf.errors import UsageError, is_decimal, parse_ipv4
 
 
 @dataclass
@@ -34,7 +34,7 @@ def parse_iface(text, port):
         return Iface(name, port)
     ip, slash, plen = addr.partition("/")
     v = parse_ipv4(ip)
-    if v is None or not slash or not plen.isdigit() or not 1 <= int(plen) <= 32 or v == 0:
+    if v is None or not slash or not is_decimal(plen) or not 1 <= int(plen) <= 32 or v == 0:
         raise UsageError(f"--iface {text}: want NAME=a.b.c.d/len (len 1..32)")
     return Iface(name, port, v, int(plen))
 

@@ -428,14 +428,20 @@ class DpdkIO:
         shim.dpdk.pynf_port_stats(p, out)
         return list(out)
 
-    def report_extra(self, rt):
+    def nic_stats(self):
+        """The ports' own counters (rte_eth_stats) since pynf started them:
+        live while running, the final figures after close()."""
         nic = {}
-        final = getattr(self, "final_stats", {})
-        for p in sorted(final):
-            d = [a - b for a, b in zip(final[p], self.stats0[p])]
-            nic[str(p)] = {"ipackets": d[0], "opackets": d[1], "imissed": d[4], "ierrors": d[5],
-                           "oerrors": d[6], "rx_nombuf": d[7]}
-        return {"mbufs_in_use": getattr(self, "mbufs_in_use", None), "nic": nic, "eal": _EAL["args"]}
+        now = getattr(self, "final_stats", {}) if self.closed else {p: self.port_stats(p) for p in self.stats0}
+        for p in sorted(now):
+            d = [a - b for a, b in zip(now[p], self.stats0[p])]
+            nic[str(p)] = {"ipackets": d[0], "opackets": d[1], "ibytes": d[2], "obytes": d[3],
+                           "imissed": d[4], "ierrors": d[5], "oerrors": d[6], "rx_nombuf": d[7]}
+        return nic
+
+    def report_extra(self, rt):
+        in_use = getattr(self, "mbufs_in_use", None) if self.closed else (self.pool.in_use() if self.pool else 0)
+        return {"mbufs_in_use": in_use, "nic": self.nic_stats(), "eal": _EAL["args"]}
 
     def close(self):
         """Stop and detach pynf's ports, count mbufs still out, free the pool."""

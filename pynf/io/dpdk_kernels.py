@@ -20,8 +20,9 @@ from pynf.io.ring import P_DROP, backoff, sample_fill
 PoolView = namedtuple("PoolView", "mem base")
 # ports/queues polled; pnum: the port number NFs see as in_port (pynf's own
 # numbering with --iface, else the ethdev id); st: [budget (-1 none),
-# expected (-1 unknown), received, done, oversize]
-DpdkRx = namedtuple("DpdkRx", "ports pnum queue rr st")
+# expected (-1 unknown), received, done, oversize]; pstat[r]: packets and
+# bytes received from ports[r] (what `stats` and /metrics show per port)
+DpdkRx = namedtuple("DpdkRx", "ports pnum queue rr st pstat")
 S_BUDGET, S_EXPECTED, S_RECEIVED, S_DONE, S_OVERSIZE = range(5)
 # tx ports and this worker's queue on them; staged handles per port; scratch for frees;
 # slow: [punt rte_ring, inject rte_ring, loop count] (0: none), see pynf.control.slowpath
@@ -40,7 +41,8 @@ def make_rx(ports, queue, budget=-1, expected=-1, pnum=None):
     if budget == 0 or expected == 0:
         st[S_DONE] = 1
     return DpdkRx(np.array(ports, dtype=np.int32), np.array(pnum if pnum is not None else ports, dtype=np.int32),
-                  np.int32(queue), np.zeros(1, dtype=np.int64), st)
+                  np.int32(queue), np.zeros(1, dtype=np.int64), st,
+                  np.zeros((max(1, len(ports)), 2), dtype=np.int64))
 
 
 def make_tx(ports, queue, punt_ring=0, inject_ring=0):
@@ -71,12 +73,17 @@ def rx(src, base, h, b, burst, drops, ws):
         if ov > 0:
             drops[R_OVERSIZE] += ov
             ws[W_RX] += ov
+            src.pstat[r, 0] += ov
             st[S_RECEIVED] += ov
             if st[S_BUDGET] > 0:
                 st[S_BUDGET] = max(0, st[S_BUDGET] - ov)
+        nb = 0
         for k in range(n, n + got):
             b.in_port[k] = src.pnum[r]
-            ws[W_RX_BYTES] += b.len[k]
+            nb += b.len[k]
+        ws[W_RX_BYTES] += nb
+        src.pstat[r, 0] += got
+        src.pstat[r, 1] += nb
         n += got
         r += 1
         if r == np_:
