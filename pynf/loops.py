@@ -45,7 +45,7 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
                 return 2
             ws[3] += 1
             idle += 1
-            if _rdtsc() > deadline:
+            if _rdtsc() > deadline or ws[11] != 0:
                 return 0
             # NB: an idle worker that spins starves a busy one sharing its core
             if idle > 256:
@@ -62,7 +62,7 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
         {tx}
         t2 = _rdtsc()
         ws[7] += t2 - t_rx          # busy: receive + stage + transmit
-        if t2 > deadline:
+        if t2 > deadline or ws[11] != 0:     # ws[11]: a control change is waiting
             return 0
 '''
 

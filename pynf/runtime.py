@@ -27,7 +27,7 @@ from pynf import loops, stage as stagemod
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
 from pynf.drops import MAX_REASONS, NAMES
-from pynf.io.mem import W_INJ_SENT, W_RX, W_TX
+from pynf.io.mem import W_CONTROL, W_INJ_SENT, W_RX, W_TX
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
 from pynf.packet import F_FIRST, F_HOST
@@ -272,6 +272,7 @@ class Runtime:
     def _apply_pending(self, w):
         with self.capture_lock:
             todo, w.pending = w.pending, []
+            w.ws[W_CONTROL] = 0
         for job in todo:
             self._apply(w, *job)
 
@@ -334,6 +335,7 @@ class Runtime:
                     self._apply(w, j, fn, done, errs)
                     continue
                 w.pending.append((j, fn, done, errs))
+                w.ws[W_CONTROL] = 1             # the loop returns after its burst
             waits.append(done)
         for done in waits:
             if not done.wait(timeout):

@@ -48,7 +48,9 @@ C_NREC, C_NBYTES, C_ON = 0, 1, 2
 # sent back out through this worker; W_ORIG_SENT / W_ORIG_FAILED: packets
 # the slow path made itself (ARP requests), sent / refused by the port.
 W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_PUNTED, W_BUSY = range(8)
-W_INJ_SENT, W_ORIG_SENT, W_ORIG_FAILED = 8, 9, 10
+# W_CONTROL: set by the runtime when a control change waits for this worker:
+# the loop returns at the end of its burst instead of at its deadline
+W_INJ_SENT, W_ORIG_SENT, W_ORIG_FAILED, W_CONTROL = 8, 9, 10, 11
 
 
 class MemPool:
