@@ -178,7 +178,7 @@ def render(scrapes, marks, out_png, subtitle):
                     continue
                 ax.plot([t for t, _ in pts], [v for _, v in pts], lw=1.4,
                         label=legend(tgt["legendFormat"], lab))
-        for t, what in marks:
+        for t, _what in marks:
             ax.axvline(t, color="#ff9830", lw=0.8, alpha=0.6)
         unit = p["fieldConfig"]["defaults"]["unit"]
         ax.set_ylabel({"pps": "packets/s", "bps": "bits/s", "percentunit": "share", "ops": "per s",

@@ -137,7 +137,7 @@ def main(argv=None):
     ap.add_argument("--cores", type=int, default=1)
     a = ap.parse_args(argv)
     rows = ab(a.io, a.seconds, a.rounds, a.cores)
-    print(f"| run | without control/metrics: cycles/pkt, Mpps | with socket + scrape 1/s: cycles/pkt, Mpps |")
+    print("| run | without control/metrics: cycles/pkt, Mpps | with socket + scrape 1/s: cycles/pkt, Mpps |")
     print("|---|---|---|")
     for k, (off, on) in enumerate(zip(rows[False], rows[True])):
         print(f"| {k + 1} | {off[0]:.1f}, {off[1]:.2f} | {on[0]:.1f}, {on[1]:.2f} |")

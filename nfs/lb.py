@@ -900,7 +900,7 @@ def _service_arg(text):
 def ctl_lb(nfctl, args):
     """`pynf ctl lb service add|del ...`, `lb backend add|del|drain ...`,
     `lb services`, `lb flows [--limit N]`, `lb flush [VIP:PORT]`, `lb load FILE`."""
-    from pynf.control.commands import Change, words
+    from pynf.control.commands import words
     usage = ("lb service add VIP:PORT BACKEND:PORT... | lb service del VIP:PORT | "
              "lb backend add|del|drain VIP:PORT BACKEND:PORT | lb services | "
              "lb flows [--limit N] | lb flush [VIP:PORT] | lb load FILE")

@@ -53,7 +53,8 @@ def build_parser():
     r.add_argument("--duration", type=_finite, metavar="S", help="seconds to run (default 3 for built-in traffic)")
     r.add_argument("--packets", type=int, metavar="N", help="packets to receive, then stop")
     r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
-    r.add_argument("--frame-size", type=int, default=64, metavar="B", help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
+    r.add_argument("--frame-size", type=int, default=64, metavar="B",
+                   help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
     r.add_argument("--rate", type=_finite, metavar="GBPS", help="built-in traffic: wire rate to pace to")
     r.add_argument("--seed", type=int, default=1, metavar="N", help="built-in traffic: seed (1)")
     r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
@@ -65,7 +66,8 @@ def build_parser():
                    help="DPDK driver for --iface ports (auto: af_xdp with one replica where it "
                         "attaches, else af_packet)")
     r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
-    r.add_argument("--tx-ports", metavar="P,P", help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
+    r.add_argument("--tx-ports", metavar="P,P",
+                   help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
     r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
     r.add_argument("--routes", metavar="FILE", help="'<ipv4> <port>' lines for l3fwd")
     r.add_argument("--backends", metavar="FILE", help="'ip:port' lines for lb")
@@ -73,7 +75,8 @@ def build_parser():
     r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
     r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
     r.add_argument("--ring-size", type=int, default=1024, metavar="N", help="inter-stage ring entries (1024)")
-    r.add_argument("--ring-full", choices=("wait", "drop"), default="wait", help="full ring: wait (backpressure) or drop")
+    r.add_argument("--ring-full", choices=("wait", "drop"), default="wait",
+                   help="full ring: wait (backpressure) or drop")
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")
     r.add_argument("--quiet", action="store_true", help="no status line")
     r.add_argument("--counters", action="store_true", help="hardware counters per stage, where the machine has them")
@@ -125,6 +128,12 @@ def _check(a):
         raise UsageError("--cores: want at least 1")
     if a.ring_size < 2 or a.ring_size & (a.ring_size - 1):
         raise UsageError("--ring-size: want a power of two >= 2")
+    if a.pcap_out is not None:
+        d = os.path.dirname(os.path.abspath(a.pcap_out))
+        if not os.path.isdir(d):
+            raise UsageError(f"--pcap-out {a.pcap_out}: no directory {d}")
+        if not os.access(d, os.W_OK):
+            raise UsageError(f"--pcap-out {a.pcap_out}: cannot write in {d}")
     for flag in ("acl_rules", "routes", "backends", "pcap_in"):
         path = getattr(a, flag)
         if path is not None and not os.path.isfile(path):
@@ -339,6 +348,8 @@ def _make_io(a, plan, opts, err):
     if a.pcap_in:
         once = a.duration is None and a.packets is None
         f = feedmod.from_pcap(a.pcap_in, nq, once)
+        for note in f.notes:
+            say(err, f"pynf: warning: {note}")
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
     elif not a.eal and not a.iface:
         f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)

@@ -30,13 +30,36 @@ def hot(fn=None, **extra):
     return njit(**opts)(fn)
 
 
+_CACHE_DIR = None
+
+
 def cache_dir():
-    """Where generated stage modules live (Numba caches beside them)."""
+    """Where generated stage modules live (Numba caches beside them):
+    $PYNF_CACHE_DIR, else $XDG_CACHE_HOME/pynf or ~/.cache/pynf. One that
+    cannot be made or written gets one line on stderr, and a temporary
+    directory serves this process (compiled code is then not kept)."""
+    global _CACHE_DIR
+    if _CACHE_DIR is not None:
+        return _CACHE_DIR
     d = os.environ.get("PYNF_CACHE_DIR")
     if not d:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         d = os.path.join(base, "pynf")
-    os.makedirs(d, exist_ok=True)
+    try:
+        os.makedirs(d, exist_ok=True)
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        import atexit
+        import shutil
+        import sys
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="pynf-cache-")
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        sys.stderr.write(f"pynf: warning: cache directory {d}: {e.strerror or e}; "
+                         f"compiling into {tmp} for this run (set PYNF_CACHE_DIR)\n")
+        d = tmp
+    _CACHE_DIR = d
     return d
 
 
@@ -50,6 +73,10 @@ def _source_digest():
     calls, and the constants they read. (Cold-code modules such as the CLI
     are left out, so editing them does not throw the cache away.)"""
     h = hashlib.sha256(numba.__version__.encode())
+    # Numba settings that change the generated code (NUMBA_BOUNDSCHECK=1 must
+    # not load code compiled without bounds checks)
+    for flag in ("BOUNDSCHECK", "OPT", "DEBUGINFO_DEFAULT", "FASTMATH"):
+        h.update(f"{flag}={getattr(_numba_config, flag, None)}".encode())
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for pkg in ("pynf", "nfs"):
         d = os.path.join(root, pkg)

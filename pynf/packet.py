@@ -10,12 +10,23 @@ only what changed, fixing the IPv4 header checksum and the TCP/UDP checksum
 incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). A UDP checksum of
 0 means "none" (RFC 768) and stays 0; a computed 0 is sent as 0xFFFF.
 """
-from pynf.config import hot
 import numpy as np
 
+from pynf.config import hot
+from pynf.drops import (
+    P_ARP,
+    PUNT_BASE,
+    R_IP_IHL,
+    R_IP_LEN,
+    R_IP_TRUNCATED,
+    R_IP_VERSION,
+    R_L4_TRUNCATED,
+    R_NOT_IPV4,
+    R_RUNT,
+    R_TCP_DOFF,
+    R_VLAN_STACK,
+)
 from pynf.intrinsics import ld8, ld16, ld32, prefetch, st8, st16, st32
-from pynf.drops import (P_ARP, PUNT_BASE, R_IP_IHL, R_IP_LEN, R_IP_TRUNCATED, R_IP_VERSION, R_L4_TRUNCATED,
-                        R_NOT_IPV4, R_RUNT, R_TCP_DOFF, R_VLAN_STACK)
 
 ETH_IPV4 = 0x0800
 ETH_VLAN = 0x8100

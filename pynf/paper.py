@@ -19,7 +19,6 @@ import platform
 import statistics
 import subprocess
 
-
 PAPER = {
     "table2": {"acl": (10.2, 35.1), "lb": (8.3, 75.8), "l3fwd": (7.5, 59.2)},
     "fig2": [(4_000, 120.0), (40_000, 69.0)],       # Mpps, LB alone (paper, section 2)
@@ -54,7 +53,7 @@ def machine(io):
     try:
         for d in sorted(os.listdir(base)):
             if d.startswith("index"):
-                rd = lambda k: open(os.path.join(base, d, k)).read().strip()
+                rd = lambda k, d=d: open(os.path.join(base, d, k)).read().strip()
                 caches.append(f"L{rd('level')} {rd('type').lower()} {rd('size')}")
     except OSError:
         pass
@@ -307,21 +306,25 @@ def report_md(res, info, files, line_rate, mode):
     L += ["", "## Table 2: per-NF cycles/packet (TSC), RTC vs PL, 1K flows, 64 B", "",
           "| NF | RTC | PL | PL - RTC | paper RTC | paper PL |", "|---|---|---|---|---|---|"]
     for r in res["table2"]:
-        L.append(f"| {r['nf']} | {r['rtc']} | {r['pl']} | {r['pl'] - r['rtc']:+.1f} | {r['paper_rtc']} | {r['paper_pl']} |")
+        L.append(f"| {r['nf']} | {r['rtc']} | {r['pl']} | {r['pl'] - r['rtc']:+.1f} | "
+                 f"{r['paper_rtc']} | {r['paper_pl']} |")
     L += ["", f"Ring hop (PL minus RTC busy cycles per packet, per hop): {res['hop']} cycles"
           + (" (PL oversubscribed)" if res["pl_oversubscribed"] else ""), "",
           f"![Table 2]({files['table2']})", ""]
-    L += ["## Fig. 2: lb alone by flow-table size (1 core, 64 B)", "", "| flows | Mpps | min | max |", "|---|---|---|---|"]
+    L += ["## Fig. 2: lb alone by flow-table size (1 core, 64 B)", "", "| flows | Mpps | min | max |",
+          "|---|---|---|---|"]
     L += [f"| {r['flows']:,} | {r['mpps']} | {r['mpps_min']} | {r['mpps_max']} |" for r in res["fig2"]]
     L += ["", f"![Fig. 2]({files['fig2']})", ""]
     L += [f"## Fig. 5: RTC vs PL by frame size, {line_rate:g} Gbps line rate", "",
-          "| frame | model | Mpps measured | Mpps capped | Gbps | line Gbps | workers/cores |", "|---|---|---|---|---|---|---|"]
+          "| frame | model | Mpps measured | Mpps capped | Gbps | line Gbps | workers/cores |",
+          "|---|---|---|---|---|---|---|"]
     for r in res["fig5"]:
         L.append(f"| {r['frame_size']} | {r['model']} | {r['mpps']} | {r['capped_mpps']} | {r['gbps']} | "
                  f"{r['line_gbps']} | {r['workers']}/{r['cores']}{' oversubscribed' if r['oversubscribed'] else ''} |")
     L += ["", f"![Fig. 5]({files['fig5']})", ""]
     L += ["## Fig. 6: RTC chain by state size", "", "| flows | frame | Mpps | min | max |", "|---|---|---|---|---|"]
-    L += [f"| {r['flows']:,} | {r['frame_size']} | {r['mpps']} | {r['mpps_min']} | {r['mpps_max']} |" for r in res["fig6"]]
+    L += [f"| {r['flows']:,} | {r['frame_size']} | {r['mpps']} | {r['mpps_min']} | {r['mpps_max']} |"
+          for r in res["fig6"]]
     L += ["", f"![Fig. 6]({files['fig6']})", ""]
     return "\n".join(L) + "\n"
 
@@ -342,6 +345,6 @@ def run_paper(invoke, a, out, err):
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write(report_md(res, info, files, a.line_rate, mode))
     out.write(f"pynf bench paper: wrote {a.out}/report.md, 4 CSVs and 4 plots\n")
-    for claim, verdict, why in verdicts(res, a.line_rate):
+    for claim, verdict, _why in verdicts(res, a.line_rate):
         out.write(f"- {claim}: {verdict}\n")
     return 0

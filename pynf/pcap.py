@@ -1,7 +1,10 @@
 """Classic pcap (libpcap format) reader and writer, Ethernet link type only.
 
 Reads both byte orders and both microsecond and nanosecond magics. A frame
-captured short (caplen < len) is replayed as the caplen bytes that exist.
+captured short (caplen < len) is replayed as the caplen bytes that exist;
+a record of any size that the file holds is read (a frame too big for a
+buffer is then dropped and counted as `oversize`). A last record cut short
+ends the capture, and `Capture.notes` says so (the CLI prints it).
 Anything that is not a readable Ethernet pcap is a UsageError naming the
 file: the CLI turns it into exit status 2.
 """
@@ -20,8 +23,9 @@ SNAPLEN = 65535
 class Capture:
     """The frames of a pcap file, concatenated: data[off[i]:off[i]+len[i]]."""
 
-    def __init__(self, data, off, length, ts_ns):
+    def __init__(self, data, off, length, ts_ns, notes=()):
         self.data, self.off, self.len, self.ts_ns = data, off, length, ts_ns
+        self.notes = list(notes)        # what was not replayed, and why
 
     def __len__(self):
         return len(self.off)
@@ -51,20 +55,25 @@ def read(path):
     if linktype & 0xFFFF != LINKTYPE_ETHERNET:
         raise UsageError(f"{path}: link type {linktype & 0xFFFF} is not Ethernet (1)")
     rec = struct.Struct(endian + "IIII")
-    offs, lens, ts = [], [], []
+    offs, lens, ts, notes = [], [], [], []
     pos = 24
     while pos + 16 <= len(raw):
         sec, frac, caplen, _wirelen = rec.unpack_from(raw, pos)
         pos += 16
-        if caplen > max(SNAPLEN, 262144) or pos + caplen > len(raw):
-            break           # a truncated last record: what came before stands
+        if pos + caplen > len(raw):
+            notes.append(f"{path}: record {len(offs) + 1} (byte {pos - 16}) is cut short: caplen "
+                         f"{caplen}, {len(raw) - pos} bytes left; replaying the {len(offs)} before it")
+            break
         offs.append(pos)
         lens.append(caplen)
         ts.append(sec * 1_000_000_000 + frac * scale)
         pos += caplen
     data = np.frombuffer(raw, dtype=np.uint8)
+    if not notes and pos < len(raw):
+        notes.append(f"{path}: {len(raw) - pos} bytes after record {len(offs)} are not a whole "
+                     "record header; ignored")
     return Capture(data, np.array(offs, dtype=np.int64), np.array(lens, dtype=np.int32),
-                   np.array(ts, dtype=np.int64))
+                   np.array(ts, dtype=np.int64), notes)
 
 
 class Writer:

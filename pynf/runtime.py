@@ -23,12 +23,13 @@ import numpy as np
 from numba import typeof
 from numba.core.errors import NumbaError
 
-from pynf import loops, stage as stagemod
+from pynf import loops
+from pynf import stage as stagemod
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
 from pynf.drops import MAX_REASONS, NAMES
-from pynf.io.mem import W_CONTROL, W_INJ_SENT, W_RX, W_TX
 from pynf.errors import RuntimeFailure, UsageError
+from pynf.io.mem import W_CONTROL, W_INJ_SENT, W_RX, W_TX
 from pynf.nf import NFError, load
 from pynf.packet import F_FIRST, F_HOST
 from pynf.stats import process_age, tsc_hz
@@ -319,7 +320,8 @@ class Runtime:
             if typeof(new) != typeof(w.states[j]):
                 raise RuntimeFailure(f"control: {nf_name}'s new state has another type "
                                      f"({typeof(new)}) than the running one")
-            jobs.append((w, j, lambda st, new=_Replacement(new): new))
+            rep = _Replacement(new)
+            jobs.append((w, j, lambda st, rep=rep: rep))
         self._dispatch(jobs, timeout)
 
     def states(self, nf_name):

@@ -1,31 +1,34 @@
+"""Fixtures and the markers' meaning (pyproject.toml declares them):
+
+    jit    needs the Numba JIT: skipped under NUMBA_DISABLE_JIT=1, and the
+           plain-Python run selects the others with -m "not jit"
+    dpdk   needs the DPDK shim and EAL on virtual devices: skipped where
+           DPDK is missing (a failure instead under PYNF_REQUIRE_DPDK=1)
+    slow   long-running (still part of the default run)
+"""
 import os
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+from pynf.config import NO_JIT
 
-from pynf.config import NO_JIT  # noqa: E402
+from support import DPDK_SKIP, HERE
 
-# real and malformed captures; PYNF_CORPUS names another folder of .pcap files
-CORPUS = os.environ.get("PYNF_CORPUS") or os.path.join(os.path.dirname(ROOT), "shared", "corpus", "tcpdump")
+# real and malformed captures (tests/corpus/README.md); PYNF_CORPUS names another folder
+CORPUS = os.environ.get("PYNF_CORPUS") or os.path.join(HERE, "corpus")
 
-jit_only = pytest.mark.skipif(NO_JIT, reason="needs the Numba JIT: the runtime's loops call the C shim")
-
-
-def _dpdk_reason():
-    if NO_JIT:
-        return "needs the Numba JIT"
-    from pynf.io import dpdk
-    return dpdk.why_unavailable()
-
-
-DPDK_SKIP = _dpdk_reason()
 if DPDK_SKIP and os.environ.get("PYNF_REQUIRE_DPDK") == "1" and not NO_JIT:
     raise RuntimeError(f"PYNF_REQUIRE_DPDK=1 but {DPDK_SKIP}")
-dpdk_only = pytest.mark.skipif(DPDK_SKIP is not None, reason=f"DPDK tests: {DPDK_SKIP}")
+
+
+def pytest_collection_modifyitems(config, items):
+    no_jit = pytest.mark.skip(reason="needs the Numba JIT: the runtime's loops call the C shim")
+    no_dpdk = pytest.mark.skip(reason=f"DPDK tests: {DPDK_SKIP}")
+    for item in items:
+        if NO_JIT and item.get_closest_marker("jit"):
+            item.add_marker(no_jit)
+        elif DPDK_SKIP and item.get_closest_marker("dpdk"):
+            item.add_marker(no_dpdk)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ def offset_skip(ip, port, m):
     """The backend's permutation: BLAKE2b (16 bytes, person 'pynf-maglev')
     of its name 'a.b.c.d:port'; offset = first 8 bytes (little-endian) mod
     M, skip = last 8 bytes mod (M - 1) + 1."""
-    nm = "%d.%d.%d.%d:%d" % (ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255, port)
+    nm = f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}:{port}"
     d = hashlib.blake2b(nm.encode(), digest_size=16, person=b"pynf-maglev").digest()
     return int.from_bytes(d[:8], "little") % m, int.from_bytes(d[8:], "little") % (m - 1) + 1
 

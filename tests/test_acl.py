@@ -3,12 +3,13 @@ import random
 
 import pytest
 
-import packets as P
-import reference as R
 from pynf import classify
 from pynf.context import RunContext
 from pynf.errors import ConfigError
 from pynf.testing import Chain
+
+import packets as P
+import reference as R
 
 
 def rules_file(tmp_path, lines):
@@ -47,7 +48,8 @@ def test_edge_rules(tmp_path):
 
 def test_slash0_and_empty_rule_set(tmp_path):
     assert verdicts(tmp_path, ["# nothing"], [P.udp()]) == [0]
-    assert verdicts(tmp_path, ["@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00"], [P.udp(), P.tcp()]) == ["acl", "acl"]
+    deny_all = ["@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00"]
+    assert verdicts(tmp_path, deny_all, [P.udp(), P.tcp()]) == ["acl", "acl"]
 
 
 def test_host_bits_and_proto_mask(tmp_path):
@@ -84,7 +86,7 @@ def random_rules(rng, n):
         def pfx():
             ln = rng.choice([0, 8, 16, 24, 28, 32])
             return f"{rng.choice([10, 172, 192])}.{rng.randrange(4)}.{rng.randrange(4)}.{rng.randrange(256)}/{ln}"
-        def rng_(): 
+        def rng_():
             lo = rng.choice([0, 0, 53, 80, 1024, rng.randrange(65536)])
             return lo, rng.choice([lo, 65535, min(65535, lo + rng.randrange(3000))])
         (a, b), (c, d) = rng_(), rng_()

@@ -10,13 +10,11 @@ import time
 
 import pytest
 
-from pynf import conntrack
+from pynf import cli, conntrack, pcap
 
-from conftest import ROOT, dpdk_only
-from pynf import cli, pcap
-from test_runtime import conserved, mixed_frames, write_pcap
+from support import ROOT, conserved, mixed_frames, write_pcap
 
-pytestmark = dpdk_only
+pytestmark = [pytest.mark.jit, pytest.mark.dpdk]
 
 
 def run(args, io_kind="dpdk"):

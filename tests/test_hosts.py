@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import DPDK_SKIP, ROOT
+from support import DPDK_SKIP, ROOT
 
 TAG = f"{os.getpid() % 10000}"
 NS = {"c": f"pynfc{TAG}", "b1": f"pynfb1{TAG}", "b2": f"pynfb2{TAG}"}
@@ -79,7 +79,7 @@ def root_if(name):
 
 
 def _topology():
-    for key, (host, gw, addr) in zip(NS, PORTS):
+    for key, (_host, gw, addr) in zip(NS, PORTS):
         sh("ip", "netns", "add", NS[key])
         outer = root_if(key)
         sh("ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", NS[key])

@@ -1,11 +1,12 @@
 """l3fwd: TTL edge cases, routes, misses, MACs, checksums."""
 import pytest
 
-import packets as P
-import reference as R
 from pynf.context import RunContext
 from pynf.errors import ConfigError
 from pynf.testing import Chain
+
+import packets as P
+import reference as R
 
 ROUTES = "# routes\n10.0.0.2 1\n10.0.0.3 2\n10.0.0.3 3\n"
 

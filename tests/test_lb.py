@@ -11,9 +11,6 @@ import random
 import numpy as np
 import pytest
 
-import lb_reference as LR
-import packets as P
-import reference as R
 from nfs import lb as L
 from pynf import maglev
 from pynf.config import NO_JIT
@@ -21,6 +18,10 @@ from pynf.context import RunContext
 from pynf.errors import ConfigError, UsageError
 from pynf.nf import apply_settings
 from pynf.testing import Chain
+
+import lb_reference as LR
+import packets as P
+import reference as R
 
 BACKENDS = [(P.ip("192.168.0.1"), 8080), (P.ip("192.168.0.2"), 8081), (P.ip("192.168.0.3"), 9000)]
 VIP, VIP2 = "10.1.0.1", "10.1.0.2"
@@ -180,7 +181,7 @@ def test_two_instances_choose_the_same_backends(tmp_path):
         assert dst_of(o) == LR.choose(table, P.ip(f[0]), P.ip(f[1]), f[2], f[3], 6 if f[4] is P.tcp else 17)
 
 
-@pytest.mark.skipif(NO_JIT, reason="2000 flows through two instances: compiled only")
+@pytest.mark.jit          # 2000 flows through two instances: too slow as plain Python
 def test_removing_a_backend_moves_its_flows_only(tmp_path):
     rng = random.Random(4)
     fls = flows(rng, 2000)
@@ -224,7 +225,7 @@ def test_services_nat_both_ways(tmp_path, mk, proto):
     fwd = mk(CLIENT, VIP, sport=40000, dport=80, **({"tcp_flags": 0x02} if proto == 6 else {}))
     v, (out,) = ch.run([fwd])
     bip, bport = svc_backend(VIP, 80, SVC_BE, CLIENT, VIP, 40000, proto)
-    bip_s = "%d.%d.%d.%d" % tuple(bip.to_bytes(4, "big"))
+    bip_s = ".".join(map(str, bip.to_bytes(4, "big")))
     # the output is, byte for byte, the packet built afresh to the backend
     assert v == [0] and out == mk(CLIENT, bip_s, sport=40000, dport=bport,
                                   **({"tcp_flags": 0x02} if proto == 6 else {}))
@@ -328,7 +329,7 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     L.set_clock(st, 0)
     _, (out,) = ch.run([P.tcp(CLIENT, VIP, sport=40000, dport=80, tcp_flags=0x02)])
     bip, bport = dst_of(out)
-    bip_s = "%d.%d.%d.%d" % tuple(bip.to_bytes(4, "big"))
+    bip_s = ".".join(map(str, bip.to_bytes(4, "big")))
     reply = P.tcp(bip_s, CLIENT, sport=bport, dport=40000, tcp_flags=0x10)
     L.set_clock(st, 50)
     ch.run([reply])
@@ -347,7 +348,7 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     fwd2 = P.tcp(CLIENT, VIP, sport=40001, dport=80, tcp_flags=0x10)
     _, (o2,) = ch.run([fwd2])
     b2 = dst_of(o2)
-    b2s = "%d.%d.%d.%d" % tuple(b2[0].to_bytes(4, "big"))
+    b2s = ".".join(map(str, b2[0].to_bytes(4, "big")))
     ch.run([P.tcp(b2s, CLIENT, sport=b2[1], dport=40001, tcp_flags=0x04)])
     assert L.counters(st)["closed"] == 2
     e = L.ct.entries(st.flows)
@@ -439,7 +440,7 @@ def test_fragments_follow_their_first_fragment(tmp_path):
     orphan = P.eth(P.ipv4(CLIENT, VIP2, 17, frag_off=5, mf=False, df=False, ident=78, payload=b"c" * 24))
     v, outs = ch.run([first, rest, orphan])
     bip, bport = svc_backend(VIP2, 53, SVC_BE2, CLIENT, VIP2, 5353, 17)
-    bs = "%d.%d.%d.%d" % tuple(bip.to_bytes(4, "big"))
+    bs = ".".join(map(str, bip.to_bytes(4, "big")))
     assert v == [0, 0, "lb_frag"]
     assert outs[0] == P.eth(P.ipv4(CLIENT, bs, 17, sport=5353, dport=bport, mf=True, df=False, ident=77,
                                    payload=b"a" * 32))
@@ -456,7 +457,7 @@ def test_reply_fragments_get_the_vip(tmp_path):
     ch = services_chain(tmp_path, reverse_nat="table")
     _, (o,) = ch.run([P.udp(CLIENT, VIP2, sport=5353, dport=53)])
     bip, bport = dst_of(o)
-    bs = "%d.%d.%d.%d" % tuple(bip.to_bytes(4, "big"))
+    bs = ".".join(map(str, bip.to_bytes(4, "big")))
     first = P.eth(P.ipv4(bs, CLIENT, 17, sport=bport, dport=5353, mf=True, df=False, ident=9, payload=b"a" * 40))
     rest = P.eth(P.ipv4(bs, CLIENT, 17, frag_off=6, df=False, ident=9, payload=b"b" * 8))
     v, outs = ch.run([first, rest])
@@ -551,9 +552,10 @@ def test_services_file_parsed(tmp_path):
         (P.ip(VIP2), 53, tuple(addr(a) for a in SVC_BE2)))
 
 
-@pytest.mark.skipif(NO_JIT, reason="the CLI's runtime needs the JIT")
+@pytest.mark.jit
 def test_bad_file_exits_2_with_file_and_line(tmp_path):
     import io
+
     from pynf import cli
     p = tmp_path / "b.txt"
     p.write_text("10.0.0.1:80 10.0.1.1:80\n10.0.0.1:80 10.0.1.2:80\n")

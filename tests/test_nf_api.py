@@ -4,10 +4,11 @@ import re
 
 import pytest
 
-import packets as P
-from conftest import ROOT
 from pynf.nf import NFError, fields_used, load, nf
 from pynf.testing import Chain, run_frames
+
+import packets as P
+from support import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DPDK_SKIP, ROOT, jit_only
 from pynf import classify
 from pynf.control.server import ask
 
-IO_KINDS = [pytest.param("mem"),
-            pytest.param("dpdk", marks=pytest.mark.skipif(DPDK_SKIP is not None,
-                                                          reason=f"DPDK: {DPDK_SKIP}"))]
+from support import ROOT, conserved
+
+IO_KINDS = ["mem", pytest.param("dpdk", marks=pytest.mark.dpdk)]
 
 
 def free_port():
@@ -80,10 +79,6 @@ class Running:
             self.p.communicate()
 
 
-def conserved(rep):
-    return rep["rx"] == rep["tx"] + sum(rep["drops"].values())
-
-
 def chained(rep, chain):
     """Per-NF counts add up along the chain: each packet counted once per NF."""
     prev = rep["rx"]
@@ -95,7 +90,7 @@ def chained(rep, chain):
     return True
 
 
-@jit_only
+@pytest.mark.jit
 @pytest.mark.slow
 @pytest.mark.parametrize("io_kind", IO_KINDS)
 def test_changes_while_running(tmp_path, io_kind):
@@ -189,7 +184,7 @@ def test_changes_while_running(tmp_path, io_kind):
     assert not os.path.exists(r.sock)
 
 
-@jit_only
+@pytest.mark.jit
 @pytest.mark.slow
 def test_sighup_reloads_and_refuses_a_bad_file(tmp_path):
     rules = tmp_path / "rules.txt"
@@ -218,7 +213,7 @@ def test_sighup_reloads_and_refuses_a_bad_file(tmp_path):
     assert "reload refused" in err and "rules.txt:1" in err
 
 
-@jit_only
+@pytest.mark.jit
 def test_two_stop_signals_still_report(tmp_path):
     r = Running(tmp_path, ["--pl", "acl,lb,l3fwd", "--io", "mem", "--duration", "120"])
     try:
@@ -251,7 +246,6 @@ def test_rule_text_parses_back():
 
 def test_lb_services_added_and_removed_keep_others():
     from nfs import lb
-    from pynf.config import NO_JIT  # noqa: F401
     cfg = lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80), (0xC0A80102, 80))),))
     st = lb.make_state(cfg)
     before = st.maglev[0].copy()

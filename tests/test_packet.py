@@ -4,9 +4,10 @@ import struct
 
 import pytest
 
+from pynf.testing import Chain
+
 import packets as P
 import reference as R
-from pynf.testing import Chain
 
 EDGE = {
     "udp": P.udp(),

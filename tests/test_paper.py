@@ -4,10 +4,11 @@ import io
 import json
 import os
 
-from conftest import jit_only
+import pytest
+
 from pynf import cli
 
-pytestmark = jit_only
+pytestmark = pytest.mark.jit
 
 
 def test_profile_json():

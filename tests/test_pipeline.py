@@ -8,16 +8,14 @@ import struct
 
 import pytest
 
-from pynf import conntrack
+from pynf import cli, conntrack, pcap
 
 import packets as P
-from conftest import DPDK_SKIP, jit_only
-from pynf import cli, pcap
-from test_runtime import conserved, write_pcap
+from support import conserved, write_pcap
 
-pytestmark = jit_only
+pytestmark = pytest.mark.jit
 
-IO_KINDS = ["mem", pytest.param("dpdk", marks=pytest.mark.skipif(DPDK_SKIP is not None, reason=str(DPDK_SKIP)))]
+IO_KINDS = ["mem", pytest.param("dpdk", marks=pytest.mark.dpdk)]
 
 
 def run(args, io_kind="mem"):

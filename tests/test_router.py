@@ -4,12 +4,13 @@ import struct
 
 import pytest
 
-import packets as P
 from pynf.context import RunContext
 from pynf.control.host import Host, Iface
 from pynf.control.neigh import NeighTable, arp_frame, parse_arp
 from pynf.errors import ConfigError
 from pynf.testing import Chain
+
+import packets as P
 
 MAC0, MAC1 = 0x0A0000000001, 0x0B0000000001
 

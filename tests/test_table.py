@@ -11,7 +11,7 @@ def test_random_ops_match_dict():
     ref = {}
     keys = [(rng.randrange(1 << 32), rng.randrange(1 << 32), rng.randrange(65536), rng.randrange(65536),
              rng.choice((6, 17))) for _ in range(400)]
-    for step in range(3000):
+    for _step in range(3000):
         k = rng.choice(keys)
         k0, k1 = key5(*k)
         h = hash5(*k)

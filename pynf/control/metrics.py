@@ -32,7 +32,11 @@ from prometheus_client.process_collector import ProcessCollector
 
 from pynf.errors import UsageError
 from pynf.io.mem import W_BUSY, W_IDLE
-from pynf.stage import CYCLES as NF_CYCLES, DROPS as NF_DROPS, RX as NF_RX, SAMPLED as NF_SAMPLED, TX as NF_TX
+from pynf.stage import CYCLES as NF_CYCLES
+from pynf.stage import DROPS as NF_DROPS
+from pynf.stage import RX as NF_RX
+from pynf.stage import SAMPLED as NF_SAMPLED
+from pynf.stage import TX as NF_TX
 from pynf.stats import report
 
 NIC = (("ipackets", "rx_packets"), ("opackets", "tx_packets"), ("ibytes", "rx_bytes"),
@@ -116,7 +120,7 @@ class RunCollector:
         for s, ss in enumerate(rt.specs):
             ws = [w for w in rt.workers if w.stage == s]
             for j, spec in enumerate(ss):
-                def tot(col):
+                def tot(col, j=j, ws=ws):
                     return sum(int(w.nfstat[j, col]) for w in ws)
                 pk.add_metric([spec.name, "in"], tot(NF_RX))
                 pk.add_metric([spec.name, "out"], tot(NF_TX))

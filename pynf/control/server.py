@@ -152,7 +152,7 @@ def ask(path, argv, timeout=TIMEOUT_S):
         return 2, "", f"pynf ctl: no pynf is running with control socket {path} (stale socket)"
     except PermissionError:
         return 2, "", f"pynf ctl: {path}: permission denied (the socket is its owner's only)"
-    except socket.timeout:
+    except TimeoutError:
         return 1, "", f"pynf ctl: {path}: no answer within {timeout:g} s"
     except OSError as e:
         return 2, "", f"pynf ctl: {path}: {e.strerror or e}"

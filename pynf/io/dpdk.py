@@ -48,6 +48,9 @@ def why_unavailable():
             "install libdpdk-dev and pkg-config, then `pip install -e .`)")
 
 
+PCAP_MAX_QUEUES = 16        # DPDK's RTE_PMD_PCAP_MAX_QUEUES
+
+
 def eal_init(args, managed=False):
     """Start the EAL once per process. Later runs must ask for the same
     arguments, except that runs on pynf's own virtual devices (managed) share
@@ -260,6 +263,14 @@ class DpdkIO:
                     rss=info.rss_offloads != 0, mac=list(info.mac))
 
     def _attach_vdevs(self, nq, ntx, opts):
+        if list(opts.rx_ports) != [0]:
+            raise UsageError(f"--rx-ports {','.join(map(str, opts.rx_ports))}: with built-in traffic or "
+                             "--pcap-in pynf makes its own ports and receives on port 0; --rx-ports picks "
+                             "among ports given with EAL arguments (after --)")
+        for what, n in (("first", nq), ("last", ntx if opts.pcap_out else 0)):
+            if n > PCAP_MAX_QUEUES:
+                raise UsageError(f"{n} replicas in the {what} stage: pynf's own DPDK device (net_pcap) "
+                                 f"has at most {PCAP_MAX_QUEUES} queues (use --io mem, or fewer --cores)")
         mb = self._memory_mb(opts)
         eal_init(["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry",
                   "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"], managed=True)
@@ -348,7 +359,9 @@ class DpdkIO:
                 pad = bytes(int(f.t_len.max()))
                 for t in seq.tolist():
                     o, ln, c = int(f.t_off[t]), int(f.t_len[t]), int(f.t_copy[t])
-                    w.write(f.arena[o:o + c].tobytes() + pad[:max(0, ln - c)], 0)
+                    # NB: libpcap (net_pcap's reader) stops at a record over 262,144
+                    # bytes; one over 65,535 is dropped as oversize all the same
+                    w.write((f.arena[o:o + c].tobytes() + pad[:max(0, ln - c)])[:pcap.SNAPLEN], 0)
             w.close()
             files.append(path)
             counts.append(len(seq))

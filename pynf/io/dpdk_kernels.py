@@ -12,8 +12,7 @@ from pynf.config import BURST_MAX, hot
 from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_RING_FULL, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import (W_INJ_SENT, W_ORIG_FAILED, W_ORIG_SENT, W_PUNTED, W_RX, W_RX_BYTES,
-                         W_TX)
+from pynf.io.mem import W_INJ_SENT, W_ORIG_FAILED, W_ORIG_SENT, W_PUNTED, W_RX, W_RX_BYTES, W_TX
 from pynf.io.ring import P_DROP, backoff, sample_fill
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address

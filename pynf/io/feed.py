@@ -28,6 +28,7 @@ class Feed:
     seqs: list              # per queue: template indices in arrival order
     once: bool              # replay once (pcap without --duration/--packets)
     frame_size: int = 0     # built-in traffic's frame size (with FCS); 0 for pcap
+    notes: tuple = ()       # pcap: records not replayed, and why (pynf.pcap)
 
     @property
     def frames(self):
@@ -94,4 +95,4 @@ def from_pcap(path, nq, once):
     cap = pcap.read(path)
     q = steer(cap.data, cap.off, cap.len, nq)
     seqs = [np.nonzero(q == k)[0].astype(np.int32) for k in range(nq)]
-    return Feed(cap.data, cap.off, cap.len, cap.len.copy(), seqs, once=once)
+    return Feed(cap.data, cap.off, cap.len, cap.len.copy(), seqs, once=once, notes=tuple(cap.notes))

@@ -5,12 +5,11 @@ rings, each single-producer/single-consumer; a packet goes to downstream
 replica hash5(5-tuple) mod D, so a flow always meets the same replica (and
 its state) and keeps its order. What the next stage needs besides the bytes
 travels in the ring entry itself, beside the buffer index: the verdict port,
-the input port and the frame length (pack_entry). NB: writing them into
-the packet's headroom instead (the first version) touches a second cache
-line per packet that then has to move between cores. (Not measured apart:
-the change was within this machine's run-to-run spread.) The next stage re-parses the headers from the bytes, which arrive
-in its cache with the hop; carrying the parsed header arrays instead would
-copy 17 fields per packet through the ring.
+the input port and the frame length (pack_entry), so no second cache line
+of the packet has to move between cores. The next stage re-parses the
+headers from the bytes, which arrive in its cache with the hop; carrying
+the parsed header arrays instead would copy 17 fields per packet through
+the ring.
 
 A full ring makes the producer wait (backpressure, the default) or drop the
 packet under `ring_full` (--ring-full drop).

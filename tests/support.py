@@ -1,0 +1,54 @@
+"""What several test files share: paths, the conservation check, test
+captures, and why DPDK tests would skip. (Imported as `support`: pytest
+puts this folder on sys.path; conftest.py holds only fixtures and hooks.)"""
+import os
+
+from pynf import pcap
+from pynf.config import NO_JIT
+
+import packets as P
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def dpdk_skip_reason():
+    """Why the DPDK tests cannot run here, or None."""
+    if NO_JIT:
+        return "needs the Numba JIT"
+    from pynf.io import dpdk
+    return dpdk.why_unavailable()
+
+
+DPDK_SKIP = dpdk_skip_reason()
+
+
+def conserved(rep):
+    return rep["rx"] == rep["tx"] + sum(rep["drops"].values())
+
+
+def write_pcap(path, frames):
+    w = pcap.Writer(str(path))
+    for k, f in enumerate(frames):
+        w.write(f, 1_000_000_000 + k * 1000)
+    w.close()
+
+
+def mixed_frames(rng, n):
+    frames = []
+    for _ in range(n):
+        kind = rng.random()
+        src = f"10.0.{rng.randrange(4)}.{rng.randrange(256)}"
+        dst = rng.choice(["10.0.0.2", "10.0.0.3", "10.0.0.4", "172.16.0.9"])
+        if kind < 0.4:
+            frames.append(P.udp(src, dst, sport=rng.randrange(1, 65536), dport=rng.choice([53, 80, 23]),
+                                ttl=rng.choice([1, 2, 64]), udp_csum=rng.random() < 0.8))
+        elif kind < 0.8:
+            frames.append(P.tcp(src, dst, sport=rng.randrange(1, 65536), dport=rng.choice([80, 443, 23]),
+                                ttl=rng.choice([2, 64])))
+        elif kind < 0.9:
+            frames.append(P.eth(P.ipv4(src, dst, options=b"\x01" * 4), vlan=rng.randrange(4096)))
+        else:
+            frames.append(rng.choice([P.arp(), P.ipv6(), P.udp()[:20],
+                                      P.eth(P.ipv4(src, dst, frag_off=8, df=False, payload=b"f" * 24))]))
+    return frames
