@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from pynf import cli
+
 from support import ROOT
 
 
