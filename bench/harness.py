@@ -15,11 +15,12 @@ from pynf.context import RunContext
 from pynf.drops import MAX_REASONS
 from pynf.intrinsics import copy, rdtsc
 from pynf.io import feed
+from pynf.io.pool import SLOT
 from pynf.nf import load
-from pynf.stage import NFSTAT_COLS, compile_stage
+from pynf.slots import NF_COLS
+from pynf.stage import compile_stage
 from pynf.stats import tsc_hz
 
-SLOT = 2176
 RING = 8            # bursts of buffers in rotation: a mempool cache reuses buffers LIFO
 
 
@@ -57,7 +58,7 @@ def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats
     b = make_batch(mem)
     live = make_live()
     drops = np.zeros(MAX_REASONS, dtype=np.int64)
-    nfstat = np.zeros((len(specs) + 1, NFSTAT_COLS), dtype=np.int64)
+    nfstat = np.zeros((len(specs) + 1, NF_COLS), dtype=np.int64)
     seq = f.seqs[0]
     args = (mod.stage, states, mem, f.arena, f.t_off, f.t_copy, seq, b, live, drops, nfstat)
     _run(*args, max(len(seq) // burst + 1, 100), burst)          # warm-up: tables filled, code compiled

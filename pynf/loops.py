@@ -6,7 +6,7 @@ the next stage's rings). The loop is compiled, holds no GIL, and returns to
 Python only every few milliseconds (at `deadline`, a TSC value) so that the
 runtime can stop it, flush captures and show progress.
 
-Worker counters (ws): the W_* slots of pynf.io.mem.
+Worker counters (ws) and argument positions: pynf.slots.
 
 Return codes: 0 deadline reached, 1 capture buffer full (flush and call
 again), 2 input finished (queue replayed, or upstream done and rings empty).
@@ -14,14 +14,11 @@ again), 2 input finished (queue replayed, or upstream done and rings empty).
 
 RC_DEADLINE, RC_FLUSH, RC_DONE = 0, 1, 2
 
-# Positions in a loop's argument list (LOOP's signature below): the runtime
-# sets the deadline before each call and swaps NF states (A_STATES + j).
-A_DEADLINE, A_STATES = 13, 17
-
 HEADER = '''
 from pynf.intrinsics import rdtsc as _rdtsc
 from pynf import shim as _shim
-from pynf.io import mem as _mem
+from pynf.io import mem_kernels as _mem
+from pynf.slots import W_BURSTS, W_BUSY, W_CONTROL, W_CYCLES, W_IDLE
 from pynf.io import ring as _ring
 '''
 HEADER_DPDK = '''
@@ -43,9 +40,9 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
         if n == 0:
             if {done}:
                 return 2
-            ws[3] += 1
+            ws[W_IDLE] += 1
             idle += 1
-            if _rdtsc() > deadline or ws[11] != 0:
+            if _rdtsc() > deadline or ws[W_CONTROL] != 0:
                 return 0
             # NB: an idle worker that spins starves a busy one sharing its core
             if idle > 256:
@@ -57,12 +54,12 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
         t0 = _rdtsc()
         m = stage(b, live, n, flags, drops, nfstat{states})
         t1 = _rdtsc()
-        ws[4] += t1 - t0
-        ws[2] += 1
+        ws[W_CYCLES] += t1 - t0
+        ws[W_BURSTS] += 1
         {tx}
         t2 = _rdtsc()
-        ws[7] += t2 - t_rx          # busy: receive + stage + transmit
-        if t2 > deadline or ws[11] != 0:     # ws[11]: a control change is waiting
+        ws[W_BUSY] += t2 - t_rx
+        if t2 > deadline or ws[W_CONTROL] != 0:
             return 0
 '''
 

@@ -70,8 +70,8 @@ def machine(io):
 
 
 class Runner:
-    def __init__(self, invoke, io, repeats, err, progress=None):
-        # invoke: pynf.cli.invoke, passed in (the CLI imports this module)
+    def __init__(self, io, repeats, err, progress=None):
+        from pynf.launch import invoke
         self.invoke = invoke
         self.io, self.repeats, self.err, self.progress = io, repeats, err, progress
         self.rows = []
@@ -100,11 +100,11 @@ def _dur(base, flows):
     return base + min(8.0, 3 * flows / 4e6)
 
 
-def run_experiments(invoke, mode, io, line_rate, repeats, err, tick=None):
+def run_experiments(mode, io, line_rate, repeats, err, tick=None):
     sw = dict(SWEEPS[mode])
     if repeats:
         sw["repeats"] = repeats
-    r = Runner(invoke, io, sw["repeats"], err, tick)
+    r = Runner(io, sw["repeats"], err, tick)
     d = sw["duration"]
     fig2 = [r.point("fig2", "rtc", ["--rtc", "lb", "--flows", str(n)], _dur(d, n), flows=n, frame_size=64)[0]
             for n in sw["fig2"]]
@@ -329,7 +329,7 @@ def report_md(res, info, files, line_rate, mode):
     return "\n".join(L) + "\n"
 
 
-def run_paper(invoke, a, out, err):
+def run_paper(a, out, err):
     from rich.progress import Progress
     mode = "quick" if a.quick else "full"
     os.makedirs(a.out, exist_ok=True)
@@ -337,7 +337,7 @@ def run_paper(invoke, a, out, err):
     n = total_runs(mode, a.repeats)
     with Progress(transient=True, console=None) as prog:
         task = prog.add_task(f"pynf bench paper ({mode}, {n} runs)", total=n)
-        res = run_experiments(invoke, mode, a.io, a.line_rate, a.repeats, err,
+        res = run_experiments(mode, a.io, a.line_rate, a.repeats, err,
                               tick=lambda: prog.advance(task))
     for name in ("fig2", "fig5", "fig6", "table2"):
         write_csv(os.path.join(a.out, f"{name}.csv"), res[name])

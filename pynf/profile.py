@@ -16,9 +16,10 @@ import json
 from pynf.perf import probe
 
 
-def profile(invoke, chain, flows=1024, frame_size=64, io=None, duration=2.0, err=None):
-    """invoke: pynf.cli.invoke (`pynf run ARGS --json` in this process),
-    passed in so that this module does not import the CLI that imports it."""
+def profile(chain, flows=1024, frame_size=64, io=None, duration=2.0, err=None):
+    """Per-NF cycles under RTC and PL and the ring-hop cost, from two runs
+    made in this process (pynf.launch.invoke)."""
+    from pynf.launch import invoke
     base = ["--flows", str(flows), "--frame-size", str(frame_size), "--duration", str(duration)]
     if io:
         base += ["--io", io]

@@ -29,9 +29,9 @@ from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
 from pynf.drops import MAX_REASONS, NAMES
 from pynf.errors import RuntimeFailure, UsageError
-from pynf.io.mem import W_CONTROL, W_INJ_SENT, W_RX, W_TX
 from pynf.nf import NFError, load
 from pynf.packet import F_FIRST, F_HOST
+from pynf.slots import A_DEADLINE, A_STATES, NF_COLS, W_CONTROL, W_INJ_SENT, W_RX, W_TX, WS_SIZE
 from pynf.stats import process_age, tsc_hz
 
 SLICE_S = 0.005          # a worker returns to Python this often
@@ -181,9 +181,9 @@ class Runtime:
                 tx = io.kinds["tx"] if s == last else io.kinds["ring"]
                 w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))
                 k += 1
-                w.ws = np.zeros(16, dtype=np.int64)
+                w.ws = np.zeros(WS_SIZE, dtype=np.int64)
                 w.drops = np.zeros(MAX_REASONS, dtype=np.int64)
-                w.nfstat = np.zeros((len(self.specs[s]) + 1, stagemod.NFSTAT_COLS), dtype=np.int64)
+                w.nfstat = np.zeros((len(self.specs[s]) + 1, NF_COLS), dtype=np.int64)
                 w.txstat = np.zeros((max(list(opts.tx_ports) + list(getattr(io, "tx_ports", []))) + 1, 2),
                                     dtype=np.int64)
                 w.cache = self.io.make_cache()
@@ -249,7 +249,7 @@ class Runtime:
             from pynf.shim import rdtsc
             args = w.args           # _apply_pending swaps states in place
             while True:
-                args[loops.A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
+                args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
                 if rc == loops.RC_FLUSH:
                     self._flush_capture(w)
@@ -286,7 +286,7 @@ class Runtime:
             new = fn(w.states[j])
             if isinstance(new, _Replacement):
                 w.states[j] = new.state
-                w.args[loops.A_STATES + j] = new.state
+                w.args[A_STATES + j] = new.state
         except Exception as e:  # noqa: BLE001 - handed to control()'s caller
             errs.append(e)
         finally:

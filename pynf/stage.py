@@ -17,10 +17,10 @@ The generated `stage(b, live, n, flags, drops, nfstat, st0, st1, ...)`:
      punted packets as well;
   4. returns m: live[:m] are the packets to send on, the punted ones last;
      b.port holds every verdict (>= PUNT_BASE: for the slow path).
-nfstat[k] = (rx, tx, drops, tsc cycles, packets in timed bursts, -, punted)
-of NF k; the last row is the stage's own parse + write-back (its column 5
-counts bursts, column 6 the ARP frames it punted). Cycles are sampled (one
-burst in SAMPLE), so cycles per packet is column 3 / column 4.
+nfstat[k] holds NF k's counters (the NF_* columns of pynf.slots); the last
+row is the stage's own parse + write-back (its NF_PUNTED counts the ARP
+frames it punted). Cycles are sampled (one burst in SAMPLE), so cycles per
+packet is NF_CYCLES / NF_TIMED.
 """
 import hashlib
 import importlib.util
@@ -30,9 +30,7 @@ import sys
 from pynf.config import SOURCE_DIGEST, cache_dir, hot
 from pynf.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
 from pynf.nf import SLOWPATH
-
-RX, TX, DROPS, CYCLES, SAMPLED, BURSTS, PUNTED = 0, 1, 2, 3, 4, 5, 6
-NFSTAT_COLS = 7
+from pynf.slots import NF_DROPS, NF_PUNTED, NF_RX, NF_TX
 
 
 @hot(inline="always")
@@ -59,10 +57,10 @@ def settle(b, live, m, q, drops, nfstat, k, base, nreasons, owner):
         code = base + r if 0 <= r < nreasons else R_BAD_VERDICT
         drops[code] += 1
         b.port[i] = -1 - code           # from here on: the global reason
-    nfstat[k, RX] += m
-    nfstat[k, TX] += kept
-    nfstat[k, DROPS] += m - kept - (q - q0)
-    nfstat[k, PUNTED] += q - q0
+    nfstat[k, NF_RX] += m
+    nfstat[k, NF_TX] += kept
+    nfstat[k, NF_DROPS] += m - kept - (q - q0)
+    nfstat[k, NF_PUNTED] += q - q0
     return kept, q
 
 
@@ -94,6 +92,7 @@ from pynf.config import hot
 from pynf.intrinsics import rdtsc
 from pynf.nf import kernel
 from pynf.packet import parse_into, writeback_one
+from pynf.slots import NF_BURSTS, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
 from pynf.stage import settle, gather_punted
 {imports}
 
@@ -111,8 +110,8 @@ def stage(b, live, n, flags, drops, nfstat{states}):
     # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
     # about 30 cycles, which timed on every burst would add a cycle per
     # packet per NF. The stage's total is timed on every burst by its loop.
-    timed = (nfstat[{k}, 5] & {sample_mask}) == 0
-    nfstat[{k}, 5] += 1
+    timed = (nfstat[{k}, NF_BURSTS] & {sample_mask}) == 0
+    nfstat[{k}, NF_BURSTS] += 1
     t = 0
     if timed:
         t = rdtsc()
@@ -125,15 +124,15 @@ def stage(b, live, n, flags, drops, nfstat{states}):
         tp = t - tp
 {calls}
 {wb_call}
-    nfstat[{k}, 0] += n
-    nfstat[{k}, 1] += m0
-    nfstat[{k}, 2] += n - m0 - q0
-    nfstat[{k}, 6] += q0
+    nfstat[{k}, NF_RX] += n
+    nfstat[{k}, NF_TX] += m0
+    nfstat[{k}, NF_DROPS] += n - m0 - q0
+    nfstat[{k}, NF_PUNTED] += q0
     if q > 0:
         m = gather_punted(live, m, q)
     if timed:
-        nfstat[{k}, 3] += tp + (rdtsc() - t)
-        nfstat[{k}, 4] += n
+        nfstat[{k}, NF_CYCLES] += tp + (rdtsc() - t)
+        nfstat[{k}, NF_TIMED] += n
     return m
 '''
 
@@ -141,11 +140,11 @@ _CALL = '''\
     tk = t
     nf{j}(b, live, m, st{j})
     if timed:
-        nfstat[{j}, 4] += m
+        nfstat[{j}, NF_TIMED] += m
     m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
     if timed:
         t = rdtsc()
-        nfstat[{j}, 3] += t - tk
+        nfstat[{j}, NF_CYCLES] += t - tk
 '''
 
 SAMPLE = 8          # time the NFs on one burst in 8

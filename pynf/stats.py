@@ -6,7 +6,22 @@ import time
 
 import numpy as np
 
-from pynf.io.mem import W_PUNTED, W_RX, W_RX_BYTES
+from pynf.slots import (
+    NF_CYCLES,
+    NF_DROPS,
+    NF_RX,
+    NF_TIMED,
+    NF_TX,
+    RO_WAIT_CYCLES,
+    W_BURSTS,
+    W_BUSY,
+    W_CYCLES,
+    W_IDLE,
+    W_PUNTED,
+    W_RX,
+    W_RX_BYTES,
+    W_TX,
+)
 from pynf.traffic import FCS, WIRE_OVERHEAD
 
 _HZ = None
@@ -47,8 +62,8 @@ def _cpp(cycles, packets):
 def busy(w):
     """A worker's busy cycles: receive + stage + transmit of non-empty
     bursts, less the time it waited for room in a full ring."""
-    wait = int(w.dst.opts[2]) if hasattr(w.dst, "opts") and len(w.dst.rings) else 0
-    return int(w.ws[7]) - wait
+    wait = int(w.dst.opts[RO_WAIT_CYCLES]) if hasattr(w.dst, "opts") and len(w.dst.rings) else 0
+    return int(w.ws[W_BUSY]) - wait
 
 
 def _counters(workers, packets):
@@ -108,23 +123,23 @@ def report(rt):
             drops[n] = drops.get(n, 0) + v
     rx, tx, _ = rt.totals()
     first = [w for w in rt.workers if w.stage == 0]
-    rx_bytes = sum(int(w.ws[5]) for w in first)
+    rx_bytes = sum(int(w.ws[W_RX_BYTES]) for w in first)
     el = max(rt.live_elapsed(), 1e-9)
     nfs, stages = {}, []
     total_cycles = 0
     for s, ss in enumerate(rt.specs):
         ws = [w for w in rt.workers if w.stage == s]
-        cyc = sum(int(w.ws[4]) for w in ws)
-        srx = sum(int(w.nfstat[-1, 0]) for w in ws)
+        cyc = sum(int(w.ws[W_CYCLES]) for w in ws)
+        srx = sum(int(w.nfstat[-1, NF_RX]) for w in ws)
         total_cycles += cyc
         for j, spec in enumerate(ss):
-            r = sum(int(w.nfstat[j, 0]) for w in ws)
+            r = sum(int(w.nfstat[j, NF_RX]) for w in ws)
             nfs[spec.name] = {
                 "rx": r,
-                "tx": sum(int(w.nfstat[j, 1]) for w in ws),
-                "drops": sum(int(w.nfstat[j, 2]) for w in ws),
-                "cycles_per_packet": _cpp(sum(int(w.nfstat[j, 3]) for w in ws),
-                                          sum(int(w.nfstat[j, 4]) for w in ws)),
+                "tx": sum(int(w.nfstat[j, NF_TX]) for w in ws),
+                "drops": sum(int(w.nfstat[j, NF_DROPS]) for w in ws),
+                "cycles_per_packet": _cpp(sum(int(w.nfstat[j, NF_CYCLES]) for w in ws),
+                                          sum(int(w.nfstat[j, NF_TIMED]) for w in ws)),
                 "stage": s,
             }
         stages.append({
@@ -132,16 +147,16 @@ def report(rt):
             "replicas": len(ws),
             "cores": [w.core for w in ws],
             "rx": srx,
-            "tx": sum(int(w.ws[1]) for w in ws),
+            "tx": sum(int(w.ws[W_TX]) for w in ws),
             "drops": sum(int(w.drops.sum()) for w in ws),
             "cycles_per_packet": _cpp(cyc, srx),
             "busy_cycles_per_packet": _cpp(sum(busy(w) for w in ws), srx),
-            "ring_wait_cycles_per_packet": _cpp(sum(int(w.ws[7]) - busy(w) for w in ws), srx),
-            "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, 3]) for w in ws),
-                                                      sum(int(w.nfstat[-1, 4]) for w in ws)),
-            "bursts": sum(int(w.ws[2]) for w in ws),
+            "ring_wait_cycles_per_packet": _cpp(sum(int(w.ws[W_BUSY]) - busy(w) for w in ws), srx),
+            "parse_writeback_cycles_per_packet": _cpp(sum(int(w.nfstat[-1, NF_CYCLES]) for w in ws),
+                                                      sum(int(w.nfstat[-1, NF_TIMED]) for w in ws)),
+            "bursts": sum(int(w.ws[W_BURSTS]) for w in ws),
             "counters_per_packet": _counters(ws, srx),
-            "idle_polls": sum(int(w.ws[3]) for w in ws),
+            "idle_polls": sum(int(w.ws[W_IDLE]) for w in ws),
         })
     rings = []
     for w in rt.workers:

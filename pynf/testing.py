@@ -22,7 +22,8 @@ from pynf.context import RunContext
 from pynf.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
 from pynf.nf import load
 from pynf.packet import F_FIRST, F_HOST
-from pynf.stage import NFSTAT_COLS, compile_stage, reason_codes
+from pynf.slots import NF_COLS
+from pynf.stage import compile_stage, reason_codes
 
 SLOT = HEADROOM + DATAROOM
 
@@ -54,7 +55,7 @@ class Chain:
             for name, code in per:
                 self.names[code] = name
         self.drops = np.zeros(MAX_REASONS, dtype=np.int64)
-        self.nfstat = np.zeros((len(self.specs) + 1, NFSTAT_COLS), dtype=np.int64)
+        self.nfstat = np.zeros((len(self.specs) + 1, NF_COLS), dtype=np.int64)
         self.mem = np.zeros(SLOT * BURST_MAX, dtype=np.uint8)
         self.batch = make_batch(self.mem, BURST_MAX)
         self.live = make_live(BURST_MAX)

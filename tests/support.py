@@ -23,6 +23,20 @@ def dpdk_skip_reason():
 DPDK_SKIP = dpdk_skip_reason()
 
 
+def run_pynf(args, io="mem"):
+    """`pynf run ARGS --json --quiet` through the CLI in this process (with
+    --io io unless ARGS give one): (exit status, report or None, stderr)."""
+    import io as _io
+    import json
+
+    from pynf import cli
+    out, err = _io.StringIO(), _io.StringIO()
+    if "--io" not in args:
+        args = [*args, "--io", io]
+    rc = cli.main(["run", *args, "--json", "--quiet"], out, err)
+    return rc, (json.loads(out.getvalue()) if rc == 0 else None), err.getvalue()
+
+
 def conserved(rep):
     return rep["rx"] == rep["tx"] + sum(rep["drops"].values())
 

@@ -1,21 +1,17 @@
 """Bad flags, bad files and odd environments: one line and exit 2 (or a
 warning and a working run), never a traceback or a silent misreading."""
-import io
 import os
 import subprocess
 import sys
 
 import pytest
 
-from pynf import cli
-
-from support import ROOT
+from support import ROOT, run_pynf
 
 
 def run(args):
-    out, err = io.StringIO(), io.StringIO()
-    rc = cli.main(["run", *args, "--json", "--quiet"], out, err)
-    return rc, err.getvalue()
+    rc, rep, err = run_pynf(args)
+    return rc, err
 
 
 def one_line(err):

@@ -12,15 +12,13 @@ import pytest
 
 from pynf import cli, conntrack, pcap
 
-from support import ROOT, conserved, mixed_frames, write_pcap
+from support import ROOT, conserved, mixed_frames, run_pynf, write_pcap
 
 pytestmark = [pytest.mark.jit, pytest.mark.dpdk]
 
 
 def run(args, io_kind="dpdk"):
-    out, err = io.StringIO(), io.StringIO()
-    rc = cli.main(["run", *args, "--io", io_kind, "--json", "--quiet"], out, err)
-    return rc, (json.loads(out.getvalue()) if rc == 0 else None), err.getvalue()
+    return run_pynf(args, io_kind)
 
 
 def sub(args, timeout=120, **kw):

@@ -1,17 +1,15 @@
 """Pipeline and hybrid execution: same packets as RTC, flows stay on one
 replica in order, full rings, shutdown, the corpus."""
 import collections
-import io
-import json
 import random
 import struct
 
 import pytest
 
-from pynf import cli, conntrack, pcap
+from pynf import conntrack, pcap
 
 import packets as P
-from support import conserved, write_pcap
+from support import conserved, run_pynf, write_pcap
 
 pytestmark = pytest.mark.jit
 
@@ -19,9 +17,7 @@ IO_KINDS = ["mem", pytest.param("dpdk", marks=pytest.mark.dpdk)]
 
 
 def run(args, io_kind="mem"):
-    out, err = io.StringIO(), io.StringIO()
-    rc = cli.main(["run", *args, "--io", io_kind, "--json", "--quiet"], out, err)
-    return rc, (json.loads(out.getvalue()) if rc == 0 else None), err.getvalue()
+    return run_pynf(args, io_kind)
 
 
 def flow_frames(nflows=60, per_flow=30, seed=4):

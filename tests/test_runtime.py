@@ -1,7 +1,5 @@
 """The runtime end to end, through the CLI in this process: reports,
 conservation, pcap in/out against the reference, the corpus, replicas."""
-import io
-import json
 import os
 import random
 import shutil
@@ -9,23 +7,17 @@ import subprocess
 
 import pytest
 
-from pynf import cli, pcap
+from pynf import pcap
 
 import packets as P
 import reference as R
-from support import conserved, mixed_frames, write_pcap
+from support import conserved, mixed_frames, run_pynf, write_pcap
 
 pytestmark = pytest.mark.jit
 
 
 def run(args):
-    """pynf run in this process; in-memory I/O unless args say otherwise."""
-    out, err = io.StringIO(), io.StringIO()
-    if "--io" not in args:
-        args = [*args, "--io", "mem"]
-    rc = cli.main(["run", *args, "--json", "--quiet"], out, err)
-    rep = json.loads(out.getvalue()) if rc == 0 else None
-    return rc, rep, err.getvalue()
+    return run_pynf(args)
 
 
 def test_builtin_traffic_report():

@@ -31,12 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from pynf.errors import UsageError
-from pynf.io.mem import W_BUSY, W_IDLE
-from pynf.stage import CYCLES as NF_CYCLES
-from pynf.stage import DROPS as NF_DROPS
-from pynf.stage import RX as NF_RX
-from pynf.stage import SAMPLED as NF_SAMPLED
-from pynf.stage import TX as NF_TX
+from pynf.slots import NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
 from pynf.stats import report
 
 NIC = (("ipackets", "rx_packets"), ("opackets", "tx_packets"), ("ibytes", "rx_bytes"),
@@ -126,7 +121,7 @@ class RunCollector:
                 pk.add_metric([spec.name, "out"], tot(NF_TX))
                 dr.add_metric([spec.name], tot(NF_DROPS))
                 cy.add_metric([spec.name], tot(NF_CYCLES))
-                tp.add_metric([spec.name], tot(NF_SAMPLED))
+                tp.add_metric([spec.name], tot(NF_TIMED))
         yield from (pk, dr, cy, tp)
 
     def _workers(self):

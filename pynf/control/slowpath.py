@@ -32,7 +32,7 @@ from pynf import shim
 from pynf.drops import punt_owner
 from pynf.io.dpdk import RteRing
 from pynf.io.dpdk_kernels import ADDR_MASK, INJ_ORIG
-from pynf.io.mem import W_INJ_SENT, W_ORIG_FAILED
+from pynf.slots import W_INJ_SENT, W_ORIG_FAILED
 
 POLL_S = 0.0005
 TICK_S = 0.01

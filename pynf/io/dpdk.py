@@ -30,6 +30,7 @@ from pynf import pcap, shim
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io import dpdk_kernels as dk
 from pynf.io.ring import make_ring_in, make_ring_out
+from pynf.slots import PORT_STATS
 
 _EAL = {"args": None, "managed": False}
 MBUF_CACHE = 256
@@ -414,7 +415,7 @@ class DpdkIO:
         return np.zeros(256, dtype=np.uint64)       # scratch for bulk frees
 
     def make_capture(self, on):
-        from pynf.io.mem import make_capture
+        from pynf.io.mem_kernels import make_capture
         return make_capture(1, 1)                   # --pcap-out goes through net_pcap
 
     def cache_flush(self, cache):
@@ -437,7 +438,7 @@ class DpdkIO:
         return make_ring_out([r.addr for r in rings], policy)
 
     def port_stats(self, p):
-        out = shim.dffi.new("uint64_t[8]")
+        out = shim.dffi.new(f"uint64_t[{len(PORT_STATS)}]")
         shim.dpdk.pynf_port_stats(p, out)
         return list(out)
 
@@ -447,9 +448,7 @@ class DpdkIO:
         nic = {}
         now = getattr(self, "final_stats", {}) if self.closed else {p: self.port_stats(p) for p in self.stats0}
         for p in sorted(now):
-            d = [a - b for a, b in zip(now[p], self.stats0[p])]
-            nic[str(p)] = {"ipackets": d[0], "opackets": d[1], "ibytes": d[2], "obytes": d[3],
-                           "imissed": d[4], "ierrors": d[5], "oerrors": d[6], "rx_nombuf": d[7]}
+            nic[str(p)] = {k: a - b for k, a, b in zip(PORT_STATS, now[p], self.stats0[p])}
         return nic
 
     def report_extra(self, rt):

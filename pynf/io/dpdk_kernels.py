@@ -12,8 +12,19 @@ from pynf.config import BURST_MAX, hot
 from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_RING_FULL, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import W_INJ_SENT, W_ORIG_FAILED, W_ORIG_SENT, W_PUNTED, W_RX, W_RX_BYTES, W_TX
 from pynf.io.ring import P_DROP, backoff, sample_fill
+from pynf.slots import (
+    RO_FULL,
+    RO_POLICY,
+    RO_WAIT_CYCLES,
+    W_INJ_SENT,
+    W_ORIG_FAILED,
+    W_ORIG_SENT,
+    W_PUNTED,
+    W_RX,
+    W_RX_BYTES,
+    W_TX,
+)
 
 # what loops get as `pool` on the DPDK path: the mempool's memory and its address
 PoolView = namedtuple("PoolView", "mem base")
@@ -218,19 +229,19 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
         while done < c:
             done += shim.rte_ring_enqueue(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
             if done < c:
-                if ro.opts[0] == P_DROP:
+                if ro.opts[RO_POLICY] == P_DROP:
                     for k in range(done, c):
                         scratch[k - done] = ro.stage[r, k] & np.uint64(0xFFFFFFFFFFFF)   # strip the verdict
                     shim.dpdk_free_bulk(scratch.ctypes.data, c - done)
                     drops[R_RING_FULL] += c - done
                     break
-                ro.opts[1] += 1
+                ro.opts[RO_FULL] += 1
                 if spins == 0:
                     t_wait = rdtsc()
                 spins += 1
                 backoff(spins)
         if spins > 0:
-            ro.opts[2] += rdtsc() - t_wait
+            ro.opts[RO_WAIT_CYCLES] += rdtsc() - t_wait
         sent += done
         ro.cnt[r] = 0
     ws[W_TX] += sent

@@ -1,18 +1,11 @@
 """The in-memory NIC as the runtime sees it: the backend object (cold code)
-over the pool and compiled kernels of pynf.io.mem and the rings of
-pynf.io.ring."""
+over the pool (pynf.io.pool), the compiled kernels (pynf.io.mem_kernels)
+and the rings (pynf.io.ring)."""
 import numpy as np
 
 from pynf import shim
-from pynf.io.mem import (
-    C_ON,
-    CACHE_SIZE,
-    MemPool,
-    cache_flush,
-    make_cache,
-    make_capture,
-    make_queue,
-)
+from pynf.io.mem_kernels import C_ON, make_capture, make_queue
+from pynf.io.pool import CACHE_SIZE, MemPool, cache_flush, make_cache
 from pynf.io.ring import make_ring_in, make_ring_out
 
 

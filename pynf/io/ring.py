@@ -19,11 +19,12 @@ from collections import namedtuple
 import numpy as np
 
 from pynf import shim
-from pynf.config import BURST_MAX, hot
+from pynf.config import BURST_MAX, HEADROOM, hot
 from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.mem import HEADROOM, SLOT, W_RX, W_RX_BYTES, W_TX, cache_put
+from pynf.io.pool import SLOT, cache_put
+from pynf.slots import RO_FULL, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_TX
 
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
@@ -121,18 +122,18 @@ def _push(ro, r, pool, cache, drops):
         got = shim.ring_enqueue_burst(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
         done += got
         if done < c:
-            if ro.opts[0] == P_DROP:
+            if ro.opts[RO_POLICY] == P_DROP:
                 for k in range(done, c):
                     cache_put(pool, cache, ro.stage[r, k] & np.uint64(0xFFFFFFFF))   # unpack the index
                     drops[R_RING_FULL] += 1
                 break
-            ro.opts[1] += 1
+            ro.opts[RO_FULL] += 1
             if spins == 0:
                 t_wait = rdtsc()
             spins += 1
             backoff(spins)
     if spins > 0:
-        ro.opts[2] += rdtsc() - t_wait      # backpressure, not work: kept out of busy cycles
+        ro.opts[RO_WAIT_CYCLES] += rdtsc() - t_wait      # backpressure, not work: kept out of busy cycles
     ro.cnt[r] = 0
     return done
 

@@ -1,19 +1,14 @@
-"""In-memory I/O: an emulated multi-queue NIC over a preallocated pool.
-
-Buffers: one uint8 array of `nbufs` slots of HEADROOM + DATAROOM bytes, as
-a DPDK mempool lays out mbufs; a packet is the buffer index (its handle)
-and lives at idx * SLOT + HEADROOM. Free buffers sit in a shim ring
-(multi-producer/consumer: a pipeline frees on another core than it
-allocates) behind a per-worker cache, as rte_mempool does; so nothing is
-allocated or copied inside the chain, and buffers are recycled.
+"""The in-memory NIC's compiled receive and transmit (pynf.io.memio is the
+backend object that sets them up).
 
 Receive queues play the NIC: each has its own sequence of frames (the
 built-in flows, or the packets of a pcap) and writes the next ones into
-free buffers, paced to a wire rate if asked. Like a NIC's RSS, frames are
-spread over queues by a flow hash when the traffic is loaded, so a flow
-always arrives on the same queue. For built-in traffic only the 64 header
-bytes are written per packet: the payload is zeros that no NF changes, and
-a NIC's DMA costs the CPU nothing either.
+free buffers of the pool (pynf.io.pool), paced to a wire rate if asked.
+Like a NIC's RSS, frames are spread over queues by a flow hash when the
+traffic is loaded, so a flow always arrives on the same queue. For
+built-in traffic only the 64 header bytes are written per packet: the
+payload is zeros that no NF changes, and a NIC's DMA costs the CPU nothing
+either.
 
 Transmit counts packets and bytes per port, optionally captures them for
 --pcap-out, and returns the buffers to the pool.
@@ -22,17 +17,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from pynf import shim
 from pynf.config import DATAROOM, HEADROOM, hot
 from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE
 from pynf.intrinsics import copy, rdtsc
-
-SLOT = HEADROOM + DATAROOM
-CACHE_SIZE = 512
-CACHE_BULK = 128
-
-Pool = namedtuple("Pool", "mem ring nbufs")
-Cache = namedtuple("Cache", "objs count")
+from pynf.io.pool import SLOT, cache_get, cache_put
+from pynf.slots import W_RX, W_RX_BYTES, W_TX
 
 # st: [pos, passes, max_passes (-1: loop forever), done, budget (-1: none)]
 # pace: [TSC ticks per wire bit (0: unpaced), TSC time of the next frame]
@@ -42,36 +31,6 @@ Q_POS, Q_PASSES, Q_MAX_PASSES, Q_DONE, Q_BUDGET = range(5)
 # per-worker capture for --pcap-out: rec[k] = (offset in cmem, length, tsc)
 Capture = namedtuple("Capture", "mem rec st")
 C_NREC, C_NBYTES, C_ON = 0, 1, 2
-
-# worker counters (int64[16]); shared with pynf.runtime
-# W_PUNTED: handed to the slow path; W_INJ_SENT: punted packets the slow path
-# sent back out through this worker; W_ORIG_SENT / W_ORIG_FAILED: packets
-# the slow path made itself (ARP requests), sent / refused by the port.
-W_RX, W_TX, W_BURSTS, W_IDLE, W_CYCLES, W_RX_BYTES, W_PUNTED, W_BUSY = range(8)
-# W_CONTROL: set by the runtime when a control change waits for this worker:
-# the loop returns at the end of its burst instead of at its deadline
-W_INJ_SENT, W_ORIG_SENT, W_ORIG_FAILED, W_CONTROL = 8, 9, 10, 11
-
-
-class MemPool:
-    def __init__(self, nbufs):
-        self.nbufs = nbufs
-        self.mem = np.zeros(nbufs * SLOT, dtype=np.uint8)
-        size = 1
-        while size < nbufs:
-            size <<= 1
-        self.ring = shim.Ring(size)
-        ids = np.arange(nbufs, dtype=np.uint64)
-        if self.ring.enqueue(ids) != nbufs:
-            raise RuntimeError("pool ring too small")
-        self.pool = Pool(self.mem, self.ring.addr, nbufs)
-
-    def in_use(self, caches=()):
-        return self.nbufs - self.ring.count() - sum(int(c.count[0]) for c in caches)
-
-
-def make_cache():
-    return Cache(np.zeros(CACHE_SIZE, dtype=np.uint64), np.zeros(1, dtype=np.int64))
 
 
 def make_queue(arena, t_off, t_len, t_copy, seq, port=0, passes=-1, budget=-1,
@@ -88,42 +47,6 @@ def make_queue(arena, t_off, t_len, t_copy, seq, port=0, passes=-1, budget=-1,
 def make_capture(nbytes, nrec):
     return Capture(np.zeros(nbytes, dtype=np.uint8), np.zeros((nrec, 3), dtype=np.int64),
                    np.zeros(4, dtype=np.int64))
-
-
-@hot(inline="always")
-def cache_get(pool, cache):
-    """A free buffer index, or -1 when the pool is empty."""
-    c = cache.count[0]
-    if c == 0:
-        got = shim.ring_dequeue_burst(pool.ring, cache.objs.ctypes.data, CACHE_BULK)
-        c = got
-        if c == 0:
-            return -1
-    c -= 1
-    cache.count[0] = c
-    return cache.objs[c]
-
-
-@hot(inline="always")
-def cache_put(pool, cache, idx):
-    c = cache.count[0]
-    if c == CACHE_SIZE:
-        # NB: return the oldest half, keep the recently used (cache-hot) buffers
-        shim.ring_enqueue_burst(pool.ring, cache.objs.ctypes.data, CACHE_BULK)
-        for k in range(CACHE_SIZE - CACHE_BULK):
-            cache.objs[k] = cache.objs[k + CACHE_BULK]
-        c = CACHE_SIZE - CACHE_BULK
-    cache.objs[c] = idx
-    cache.count[0] = c + 1
-
-
-@hot
-def cache_flush(pool, cache):
-    """Give every cached buffer back to the pool (at worker exit)."""
-    c = cache.count[0]
-    while c > 0:
-        c -= shim.ring_enqueue_burst(pool.ring, cache.objs.ctypes.data, c)
-    cache.count[0] = 0
 
 
 @hot
