@@ -53,6 +53,7 @@ from pynf.access import load8, load16, store8, store16
 from pynf.config import BURST_MAX, hot
 from pynf.control import neigh
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
+from pynf.flows import DEFAULT_BACKENDS
 from pynf.hashing import hash32, hash32_many
 from pynf.nf import MAX_PORT, drop, nf, slowpath
 from pynf.packet import csum_apply, csum_delta16
@@ -60,6 +61,7 @@ from pynf.packet import csum_apply, csum_delta16
 MAC_SRC_BASE = 0x020000000000
 MAC_DST_BASE = 0x020000000100
 K_FORWARD, K_LOCAL, K_FREE = 0, 1, 255
+TTL, NO_ROUTE, LOCAL = range(3)         # drop reasons, in @nf's drops= order
 ICMP_ECHO_TTL = 64
 
 
@@ -79,12 +81,11 @@ class L3fwdConfig:
             return cls(exact, prefixes, host=host)
         if host is not None:
             return cls(host=host)
-        from nfs.lb import LbConfig
         fs = ctx.flow_set
         ports = max(1, ctx.n_ports)
         dst = fs.dst_ip.astype(np.int64)
         routes = list(zip(dst.tolist(), (np.arange(len(dst)) % ports).tolist()))
-        routes += [(ip, k % ports) for k, (ip, _) in enumerate(LbConfig().backends)]
+        routes += [(ip, k % ports) for k, (ip, _) in enumerate(DEFAULT_BACKENDS)]
         return cls(tuple(routes))
 
     @property
@@ -170,7 +171,6 @@ def _lpm_add(st, prefix, plen, port, nh=0, kind=K_FORWARD):
 
 
 def make_state(cfg):
-    cfg.validate()
     nports = MAX_PORT + 1        # every port has its MACs, so route_add may use any
     host = cfg.host
     own = host.addresses() if host is not None else []
@@ -293,6 +293,7 @@ def ctl_route(nfctl, args):
         path = words(args, 2, 2, "route load FILE")[1]
         exact, prefixes = parse_routes(path, _ports(nfctl))
         new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.host)
+        new.validate()
         if new.router != cfg.router:
             raise UsageError(f"{path}: would switch l3fwd between router mode (prefix routes or "
                              "--iface) and exact-match mode, which is fixed at start")
@@ -380,19 +381,19 @@ def route(pkts, live, n, st):
             if r < 0:
                 p = st.opts[O_DEFAULT_PORT]
                 if p < 0:
-                    pkts.port[i] = drop(1)
+                    pkts.port[i] = drop(NO_ROUTE)
                     continue
         nh = dst
         if r >= 0:
             if st.rt_kind[r] == K_LOCAL:
                 if not echo_reply(pkts, i, st):
-                    pkts.port[i] = drop(2)
+                    pkts.port[i] = drop(LOCAL)
                 continue
             p = st.rt_port[r]
             if st.rt_nh[r] != 0:
                 nh = int(st.rt_nh[r])
         if pkts.ttl[i] <= 1:
-            pkts.port[i] = drop(0)
+            pkts.port[i] = drop(TTL)
             continue
         pkts.ttl[i] = pkts.ttl[i] - 1
         pkts.eth_src[i] = st.src_mac[p]
@@ -442,7 +443,7 @@ def l3fwd(pkts, live, n, st):
     for j in range(n):
         i = live[j]
         if pkts.ttl[i] <= 1:
-            pkts.port[i] = drop(0)
+            pkts.port[i] = drop(TTL)
             continue
         s = table.find(t, int(pkts.dst_ip[i]), 0, st.h[j])
         if s >= 0:
@@ -450,7 +451,7 @@ def l3fwd(pkts, live, n, st):
         else:
             p = st.opts[O_DEFAULT_PORT]
             if p < 0:
-                pkts.port[i] = drop(1)
+                pkts.port[i] = drop(NO_ROUTE)
                 continue
         pkts.ttl[i] = pkts.ttl[i] - 1
         pkts.port[i] = p

@@ -94,6 +94,7 @@ from pynf import conntrack as ct
 from pynf import maglev, table
 from pynf.config import BURST_MAX, NO_JIT, hot
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
+from pynf.flows import DEFAULT_BACKENDS
 from pynf.hashing import hash5, hash32, key5
 from pynf.intrinsics import ld8, ld16, rdtsc
 from pynf.nf import drop, nf
@@ -101,7 +102,6 @@ from pynf.nf import drop, nf
 ON_FULL = ("evict", "drop", "hash")
 NON_L4 = ("pass", "drop")
 REVERSE_NAT = ("table+backend", "table")   # index order is the kernel's opts code
-DEFAULT_BACKENDS = tuple((0xC0A80001 + k, 8080) for k in range(8))
 
 # Entry states (pynf.conntrack: 2 bits; each picks a timeout)
 S_TCP, S_FIN, S_UDP, S_FRAG = 0, 1, 2, 3
@@ -138,6 +138,7 @@ BE_SHIFT = 49
 BE_LIMIT = (1 << 13) - 1        # backend slots: 13 bits of the value
 # Key marks: k1 of a fragment entry; svcs-table k1 of each kind of key
 FRAG_KEY = 1 << 48
+LB_FULL, LB_NON_L4, LB_FRAG, LB_NO_BACKEND = range(4)     # drop reasons, in @nf's drops= order
 SVC_ROOM = 16                   # services mode: rows for services added while running
 K_SERVICE, K_VIP, K_BACKEND = 1, 2, 3
 AMBIGUOUS = -2                  # a backend in more than one service
@@ -256,7 +257,6 @@ def ticks_per_second():
 
 
 def make_state(cfg):
-    cfg.validate()
     services = cfg.services or ((0, 0, cfg.backends),)
     nbe = sum(len(b) for _, _, b in services)
     room = min(BE_LIMIT, nbe + max(64, nbe))        # room for control-path additions
@@ -411,7 +411,7 @@ def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
     # (a dead entry of this key stays e: a new flow of the key takes it)
     if v < 0:
         if fr == 2:                 # a later fragment whose first was not seen
-            return -2 - 2 if _is_vip(st.svcs, dst) else PASS
+            return -2 - LB_FRAG if _is_vip(st.svcs, dst) else PASS
         svc = 0
         if services:
             svc = _service(st.svcs, dst, dp)
@@ -426,7 +426,7 @@ def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
         else:
             k = np.int64(st.maglev[svc, h % ctl[O_M]])
             if k < 0:
-                return -2 - 3
+                return -2 - LB_NO_BACKEND
             bip = st.be[k, BE_IP]
             bport = st.be[k, BE_PORT]
             v = (bip << 16) | bport | (k << BE_SHIFT)
@@ -444,7 +444,7 @@ def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
                     _put(tab, ctl, rk0, rk1, hash5(bip, src, bport, sp, proto),
                          st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, cnt)
             elif ctl[O_ON_FULL] == 1:
-                return -2 - 0
+                return -2 - LB_FULL
             # else on_full=hash: the backend, without an entry
     if fr != 0:
         cnt[C_FRAGS] += 1
@@ -521,7 +521,7 @@ def lb(pkts, live, n, st):
         h = sc[H + j]
         if h == NOT_L4:
             if ctl[O_NON_L4] == 1 and (not services or _is_vip(st.svcs, np.int64(pkts.dst_ip[i]))):
-                pkts.port[i] = drop(1)
+                pkts.port[i] = drop(LB_NON_L4)
             continue
         flags = 0
         if h >= 0:                      # TCP/UDP, not a fragment

@@ -8,6 +8,9 @@ so a run without files forwards most packets:
 - flow i with i % 16 == 7 is TCP to port 23 (telnet), which the default ACL
   denies: a known 1/16 of the flows;
 - the others draw (dport, proto) from a fixed web/DNS/NTP mix.
+
+The LB's paper-mode default backends are here too (192.168.0.1..8, port
+8080): l3fwd's default routes cover them, so acl,lb,l3fwd forwards.
 """
 from collections import namedtuple
 
@@ -17,6 +20,7 @@ FlowSet = namedtuple("FlowSet", "src_ip dst_ip sport dport proto")
 
 DST_BASE = 0x0A000001          # 10.0.0.1
 SRC_NET = 0xAC100000           # 172.16.0.0/12
+DEFAULT_BACKENDS = tuple((0xC0A80001 + k, 8080) for k in range(8))
 DENIED_EVERY = 16              # flow i with i % 16 == DENIED_SLOT is denied by default
 DENIED_SLOT = 7
 SERVICES = ((80, 6), (443, 6), (53, 17), (8080, 6), (123, 17), (5001, 17))

@@ -50,10 +50,8 @@ def execute(a, err):
                    frame_size=a.frame_size, rate=a.rate, seed=a.seed, pcap_in=a.pcap_in,
                    pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
-                   counters=a.counters)
-    opts.ifaces = host.ifaces if host is not None else None
-    opts.iface_driver = a.iface_driver
-    opts.host = host is not None
+                   counters=a.counters, ifaces=host.ifaces if host is not None else None,
+                   iface_driver=a.iface_driver, host=host is not None)
     if a.counters:
         from pynf.perf import probe
         why = probe()

@@ -64,7 +64,8 @@ def slowpath(k):
 
 
 def apply_settings(name, cfg, settings):
-    """--set NF.KEY=VALUE overrides on a frozen config dataclass."""
+    """--set NF.KEY=VALUE overrides on a frozen config dataclass; the result
+    is validated (its validate(), where it has one) either way."""
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     changes = {}
     for key, text in settings.items():
@@ -89,9 +90,8 @@ def apply_settings(name, cfg, settings):
             kind = "finite float" if isinstance(cur, float) else type(cur).__name__
             raise UsageError(f"--set {name}.{key}={text}: want a {kind}") from None
         changes[key] = val
-    if not changes:
-        return cfg
-    cfg = dataclasses.replace(cfg, **changes)
+    if changes:
+        cfg = dataclasses.replace(cfg, **changes)
     check = getattr(cfg, "validate", None)
     if check is not None:
         check()
@@ -197,7 +197,7 @@ class NFSpec:
             return None
         maker = getattr(self.config, "from_context", None)
         cfg = maker(ctx) if maker is not None else self.config()
-        return apply_settings(self.name, cfg, settings)
+        return apply_settings(self.name, cfg, settings)     # (validates, settings or not)
 
     def make_state(self, config):
         if self.state is None:

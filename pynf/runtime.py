@@ -56,6 +56,13 @@ class Options:
     cores: list = None          # CPU ids to pin to; None: this process's affinity
     eal_args: list = field(default_factory=list)
     counters: bool = False      # hardware counters per worker (pynf.perf), where available
+    ifaces: list = None         # --iface ports (pynf.control.host.Iface), or None
+    iface_driver: str = "af_packet"
+    host: bool = False          # ports have addresses: ARP goes to the slow path
+    # set by Runtime.build from the plan, for the backend's sizing:
+    n_workers: int = 0
+    n_tx_queues: int = 0
+    ring_slots: int = 0
 
 
 @dataclass
@@ -176,7 +183,7 @@ class Runtime:
         last = len(plan.stages) - 1
         for s, sp in enumerate(plan.stages):
             for r in range(sp.replicas):
-                flags = (F_FIRST if s == 0 else 0) | (F_HOST if getattr(opts, "host", False) else 0)
+                flags = (F_FIRST if s == 0 else 0) | (F_HOST if opts.host else 0)
                 rx = io.kinds["rx"] if s == 0 else io.kinds["ring"]
                 tx = io.kinds["tx"] if s == last else io.kinds["ring"]
                 w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))

@@ -112,6 +112,9 @@ class DpdkPool:
 
 
 class DpdkIO:
+    """DPDK ports and an mbuf pool as the runtime sees them; a
+    pynf.io.backend.Backend."""
+
     name = "dpdk"
 
     def __init__(self, feed, opts, say=lambda s: None, tx_ports_given=False):
@@ -136,7 +139,7 @@ class DpdkIO:
     def open(self, nq, opts):
         lib = shim.dpdk
         ntx = opts.n_tx_queues
-        if getattr(opts, "ifaces", None):
+        if opts.ifaces:
             rx, tx, expected = self._attach_ifaces(nq, ntx, opts)
             self.rx_ring_mbufs = {}
         elif self.user_eal:
@@ -172,7 +175,7 @@ class DpdkIO:
                 raise RuntimeFailure(f"port {p} ({infos[p]['name']}) cannot be configured: {_err(ret)}")
             self.stats0[p] = self.port_stats(p)
         rss = {p: infos[p]["rss"] and nq > 1 for p in rx}
-        for i in getattr(opts, "ifaces", None) or []:
+        for i in opts.ifaces or []:
             i.mac = int.from_bytes(bytes(infos[i.port]["mac"]), "big")
         self._check_numa(infos, opts)
         self.txmap = np.arange(len(tx), dtype=np.int32)
@@ -181,7 +184,7 @@ class DpdkIO:
             budget = -1
             if opts.packets is not None:
                 budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
-            pnum = list(range(len(rx))) if getattr(opts, "ifaces", None) else None
+            pnum = list(range(len(rx))) if opts.ifaces else None
             self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k], pnum=pnum))
 
     def _check_hugepages(self, eal_args):
@@ -302,7 +305,7 @@ class DpdkIO:
         if ntx > nq:
             raise UsageError(f"--iface: the last stage has {ntx} replicas, more than the first "
                              f"stage's {nq} (interface ports have one queue pair per replica)")
-        want = getattr(opts, "iface_driver", None) or "af_packet"
+        want = opts.iface_driver or "af_packet"
         if want == "af_xdp" and nq > 1:
             raise UsageError(f"--iface-driver af_xdp: one replica per port queue; {nq} replicas "
                              "need af_packet (or auto)")
@@ -394,7 +397,7 @@ class DpdkIO:
 
     def port_number(self, ethdev):
         """The port number NFs use for an ethdev id (see make_rx's pnum)."""
-        if getattr(self.opts, "ifaces", None):
+        if self.opts.ifaces:
             return self.rx_ports.index(ethdev)
         return ethdev
 

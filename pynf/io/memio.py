@@ -10,7 +10,8 @@ from pynf.io.ring import make_ring_in, make_ring_out
 
 
 class MemIO:
-    """The in-memory NIC as the runtime sees it (cold code)."""
+    """The in-memory NIC as the runtime sees it (cold code); a
+    pynf.io.backend.Backend."""
 
     name = "mem"
     kinds = {"rx": "mem", "tx": "mem", "ring": "ring"}

@@ -1,0 +1,63 @@
+"""The I/O backend contract: what the runtime asks of pynf.io.memio.MemIO
+and pynf.io.dpdk.DpdkIO, written once.
+
+A backend owns the packet buffers and the ports. The runtime opens it with
+the number of first-stage replicas, asks it for one receive source per
+replica, one transmit sink per last-stage replica and the rings between
+stages, hands each worker its cache and capture buffer, and closes it after
+every worker has exited. `kinds` names the compiled rx/tx/ring kernels
+(pynf.loops) the worker loops are generated with.
+"""
+from typing import Protocol
+
+
+class Backend(Protocol):
+    name: str                       # "mem" | "dpdk": the report's `io`
+    kinds: dict                     # {"rx": ..., "tx": ..., "ring": ...}: pynf.loops' RX/TX keys
+    txmap: object                   # int32 array: NF output port k -> index into the tx ports
+    tx_ports: list                  # the ports packets leave by
+
+    def open(self, nqueues, opts):
+        """Create the pool, the ports and nqueues receive queues (opts: pynf.runtime.Options)."""
+
+    def rx_queue(self, k):
+        """Receive source of first-stage replica k."""
+
+    def tx_queue(self, k, *slow):
+        """Transmit sink of last-stage replica k (DPDK: and the slow path's rings)."""
+
+    def make_ring(self, size):
+        """A single-producer/single-consumer ring between two stages' replicas."""
+
+    def ring_in(self, rings):
+        """A worker's view of the rings it consumes."""
+
+    def ring_out(self, rings, policy):
+        """A worker's view of the rings it produces into (policy: wait or drop when full)."""
+
+    def mem(self):
+        """The packet memory (uint8 array) the batch's offsets index."""
+
+    def pool_arg(self):
+        """What the compiled loops get as `pool`."""
+
+    def make_cache(self):
+        """A worker's buffer cache."""
+
+    def cache_flush(self, cache):
+        """Give a worker's cached buffers back (at its exit)."""
+
+    def make_capture(self, on):
+        """A worker's --pcap-out capture buffer (on: this worker transmits and captures)."""
+
+    def thread_init(self):
+        """Called on each worker thread before its loop (DPDK: register the lcore)."""
+
+    def thread_exit(self):
+        """Called on each worker thread after its loop."""
+
+    def report_extra(self, rt):
+        """Backend figures for the report: buffers in use, NIC counters."""
+
+    def close(self):
+        """Release ports and pool; safe to call twice."""
