@@ -17,7 +17,7 @@ from pynf.intrinsics import copy, rdtsc
 from pynf.io import feed
 from pynf.io.pool import SLOT
 from pynf.nf import load
-from pynf.slots import NF_COLS
+from pynf.slots import NF_COLS, NF_CYCLES, NF_TIMED
 from pynf.stage import compile_stage
 from pynf.stats import tsc_hz
 
@@ -46,11 +46,11 @@ def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, 
     return tot
 
 
-def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats=7):
+def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats=7, settings=None):
     """Median and minimum over `repeats` runs (this machine is shared and
     noisy: the minimum is the least disturbed run, the median the typical)."""
     specs = [load(n) for n in nfs]
-    ctx = RunContext(flows=flows, seed=seed)
+    ctx = RunContext(flows=flows, seed=seed, settings=settings or {})
     states = tuple(s.make_state(s.make_config(ctx)) for s in specs)
     mod = compile_stage(specs)
     f = feed.builtin(flows, frame_size, seed, 1)
@@ -67,8 +67,8 @@ def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats
     for _ in range(repeats):
         nfstat[:] = 0
         cycles = _run(*args, nbursts, burst)
-        per_nf = {s.name: nfstat[k, 3] / max(1, nfstat[k, 4]) for k, s in enumerate(specs)}
-        per_nf["parse+writeback"] = nfstat[-1, 3] / max(1, nfstat[-1, 4])
+        per_nf = {s.name: nfstat[k, NF_CYCLES] / max(1, nfstat[k, NF_TIMED]) for k, s in enumerate(specs)}
+        per_nf["parse+writeback"] = nfstat[-1, NF_CYCLES] / max(1, nfstat[-1, NF_TIMED])
         runs.append((cycles / pkts, per_nf))
     runs.sort(key=lambda r: r[0])
     med = runs[len(runs) // 2]

@@ -33,7 +33,12 @@ Paper mode (exact-match routes only, no --iface): as the paper's L3FWD: a
 Drops:      ttl         TTL was 0 or 1 (RFC 1812 5.3.1)
             no_route    no route for the destination
             local       to one of pynf's addresses, and not an ICMP echo request
+            ip_csum     the IPv4 header checksum is wrong (RFC 1812 5.2.2)
 Settings:   default_port   port for misses (-1: drop, the default)
+            verify_ip_csum
+                           check each IPv4 header's checksum and drop the
+                           wrong ones (1, the default; 0: forward them as the
+                           paper's L3FWD and DPDK's l3fwd do); changes live
             capacity       exact-match entries and LPM routes (default: twice the
                            routes, at least 1024; room for routes added while running)
 Default:    without --routes or --iface, an exact route for every built-in
@@ -56,12 +61,12 @@ from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_
 from pynf.flows import DEFAULT_BACKENDS
 from pynf.hashing import hash32, hash32_many
 from pynf.nf import MAX_PORT, drop, nf, slowpath
-from pynf.packet import csum_apply, csum_delta16
+from pynf.packet import csum_apply, csum_delta16, ipv4_csum_ok
 
 MAC_SRC_BASE = 0x020000000000
 MAC_DST_BASE = 0x020000000100
 K_FORWARD, K_LOCAL, K_FREE = 0, 1, 255
-TTL, NO_ROUTE, LOCAL = range(3)         # drop reasons, in @nf's drops= order
+TTL, NO_ROUTE, LOCAL, IP_CSUM = range(4)    # drop reasons, in @nf's drops= order
 ICMP_ECHO_TTL = 64
 
 
@@ -71,6 +76,7 @@ class L3fwdConfig:
     prefixes: tuple = ()        # LPM: ((prefix, len, port, next hop or 0), ...)
     default_port: int = -1
     capacity: int = 0
+    verify_ip_csum: bool = True
     host: object = field(default=None, compare=False)   # pynf.control.host.Host
 
     @classmethod
@@ -143,7 +149,7 @@ def parse_routes(path, nports=None):
 
 L3State = namedtuple("L3State", "routes src_mac dst_mac opts h lpm rt_port rt_nh rt_kind "
                                 "nkeys nvals nhits")
-O_DEFAULT_PORT, O_ROUTER, O_EXACT = 0, 1, 2
+O_DEFAULT_PORT, O_ROUTER, O_EXACT, O_VERIFY = 0, 1, 2, 3
 
 
 def _rid(st, prefix, plen):
@@ -199,7 +205,8 @@ def make_state(cfg):
         routes=table.make_table(cfg.capacity or max(1024, 2 * len(cfg.routes))),
         src_mac=src_mac,
         dst_mac=np.array([MAC_DST_BASE + p for p in range(nports)], dtype=np.uint64),
-        opts=np.array([cfg.default_port, int(cfg.router), int(bool(cfg.routes))], dtype=np.int64),
+        opts=np.array([cfg.default_port, int(cfg.router), int(bool(cfg.routes)), int(cfg.verify_ip_csum)],
+                      dtype=np.int64),
         h=np.zeros(BURST_MAX, dtype=np.int64),
         lpm=table_,
         rt_port=np.zeros(rcap, dtype=np.int32),
@@ -292,7 +299,7 @@ def ctl_route(nfctl, args):
     if verb == "load":
         path = words(args, 2, 2, "route load FILE")[1]
         exact, prefixes = parse_routes(path, _ports(nfctl))
-        new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.host)
+        new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.verify_ip_csum, cfg.host)
         new.validate()
         if new.router != cfg.router:
             raise UsageError(f"{path}: would switch l3fwd between router mode (prefix routes or "
@@ -343,8 +350,9 @@ def ctl_route(nfctl, args):
 
 
 def set_options(st, cfg):
-    """Live setting: default_port."""
+    """Live settings: default_port, verify_ip_csum."""
     st.opts[O_DEFAULT_PORT] = cfg.default_port
+    st.opts[O_VERIFY] = int(cfg.verify_ip_csum)
 
 
 def l3_stats(states):
@@ -369,6 +377,9 @@ def route(pkts, live, n, st):
         lpm.prefetch(st.lpm, pkts.dst_ip[live[j]])
     for j in range(n):
         i = live[j]
+        if st.opts[O_VERIFY] != 0 and not ipv4_csum_ok(pkts.mem, pkts.off[i] + pkts.l3[i]):
+            pkts.port[i] = drop(IP_CSUM)
+            continue
         dst = int(pkts.dst_ip[i])
         p = -1
         r = -1
@@ -428,8 +439,9 @@ def echo_reply(pkts, i, st):
     return True
 
 
-@nf("l3fwd", drops=("ttl", "no_route", "local"), config=L3fwdConfig, state=make_state,
-    slow=resolve_slow, ctl={"route": ctl_route}, live={"default_port": set_options}, stats=l3_stats,
+@nf("l3fwd", drops=("ttl", "no_route", "local", "ip_csum"), config=L3fwdConfig, state=make_state,
+    slow=resolve_slow, ctl={"route": ctl_route}, stats=l3_stats,
+    live={"default_port": set_options, "verify_ip_csum": set_options},
     writes=lambda cfg: None if cfg.router else ("ttl", "eth_src", "eth_dst"))   # paper mode: no ICMP echo
 def l3fwd(pkts, live, n, st):
     if st.opts[O_ROUTER] != 0:
@@ -440,8 +452,12 @@ def l3fwd(pkts, live, n, st):
         h = hash32(pkts.dst_ip[live[j]])
         st.h[j] = h
         table.prefetch_slot(t, h)
+    verify = st.opts[O_VERIFY] != 0
     for j in range(n):
         i = live[j]
+        if verify and not ipv4_csum_ok(pkts.mem, pkts.off[i] + pkts.l3[i]):
+            pkts.port[i] = drop(IP_CSUM)
+            continue
         if pkts.ttl[i] <= 1:
             pkts.port[i] = drop(TTL)
             continue

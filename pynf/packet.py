@@ -75,6 +75,18 @@ def csum_fold(s):
 
 
 @hot(inline="always")
+def ipv4_csum_ok(mem, o):
+    """True when the IPv4 header at mem[o] (IHL words, as parsed) sums to
+    0xFFFF, its checksum included (RFC 1071): one 32-bit load a header word."""
+    ihl = ld8(mem, o) & 0xF
+    s = ld32(mem, o) + ld32(mem, o + 4) + ld32(mem, o + 8) + ld32(mem, o + 12) + ld32(mem, o + 16)
+    for k in range(5, ihl):         # options (rare)
+        s += ld32(mem, o + 4 * k)
+    s = (s & 0xFFFF) + (s >> 16)
+    return csum_fold(s) == 0xFFFF
+
+
+@hot(inline="always")
 def csum_delta16(old, new):
     """Contribution of one 16-bit word changing from old to new: ~m + m'."""
     return ((~old) & 0xFFFF) + new

@@ -82,6 +82,15 @@ class L3fwd:
         return "no_route" if p < 0 else p
 
 
+def ipv4_ok(f, l3):
+    """The IPv4 header's checksum is right (RFC 1071)."""
+    n = (f[l3] & 0xF) * 4
+    s = sum((f[l3 + k] << 8) | f[l3 + k + 1] for k in range(0, n, 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s == 0xFFFF
+
+
 def _inc(ck, old, new):
     """RFC 1624 eqn. 3 on one 16-bit word."""
     s = (~ck & 0xFFFF) + (~old & 0xFFFF) + new
@@ -157,6 +166,8 @@ class ChainRef:
                     f = rewrite(f, h, dst=r[0], dport=r[1])
                     h = dict(h, dst=r[0], dport=r[1] if h["proto"] in (6, 17) else h["dport"])
             elif name == "l3fwd":
+                if not ipv4_ok(f, h["l3"]):
+                    return "ip_csum", None
                 r = self.l3(h)
                 if isinstance(r, str):
                     return r, None

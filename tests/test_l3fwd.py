@@ -54,3 +54,18 @@ def test_bad_route_line(tmp_path, text):
     with pytest.raises(ConfigError) as e:
         Chain(["l3fwd"], RunContext(routes=str(p)))
     assert str(e.value).startswith(f"{p}:2: bad route")
+
+
+@pytest.mark.parametrize("where", [10, 11, 12, 19, 22])     # the checksum itself, an address, an option
+def test_bad_ipv4_header_checksum_dropped(tmp_path, where):
+    """RFC 1812 5.2.2: a router drops a packet whose IPv4 header checksum is
+    wrong; with verify_ip_csum=0 it forwards it as the paper's L3FWD does."""
+    good = P.eth(P.ipv4("1.1.1.1", "10.0.0.2", options=b"\x01" * 4 if where == 22 else b""))
+    bad = bytearray(good)
+    bad[14 + where] ^= 0x40
+    v, outs = chain(tmp_path).run([good, bytes(bad)])
+    assert v == [1, "ip_csum"]
+    ref = R.ChainRef(["l3fwd"], routes=[(P.ip("10.0.0.2"), 1)])
+    assert ref(bytes(bad))[0] == "ip_csum"
+    v, _ = chain(tmp_path, verify_ip_csum="0").run([bytes(bad)])
+    assert v[0] != "ip_csum"
