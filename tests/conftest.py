@@ -5,6 +5,7 @@
     dpdk   needs the DPDK shim and EAL on virtual devices: skipped where
            DPDK is missing (a failure instead under PYNF_REQUIRE_DPDK=1)
     slow   long-running (still part of the default run)
+    long   minutes long: run only with `pytest --long` (results in bench/RESULTS.md)
 """
 import os
 
@@ -21,11 +22,18 @@ if DPDK_SKIP and os.environ.get("PYNF_REQUIRE_DPDK") == "1" and not NO_JIT:
     raise RuntimeError(f"PYNF_REQUIRE_DPDK=1 but {DPDK_SKIP}")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", help="also run the tests marked long")
+
+
 def pytest_collection_modifyitems(config, items):
+    no_long = pytest.mark.skip(reason="a long test: run with --long")
     no_jit = pytest.mark.skip(reason="needs the Numba JIT: the runtime's loops call the C shim")
     no_dpdk = pytest.mark.skip(reason=f"DPDK tests: {DPDK_SKIP}")
     for item in items:
-        if NO_JIT and item.get_closest_marker("jit"):
+        if item.get_closest_marker("long") and not config.getoption("--long"):
+            item.add_marker(no_long)
+        elif NO_JIT and item.get_closest_marker("jit"):
             item.add_marker(no_jit)
         elif DPDK_SKIP and item.get_closest_marker("dpdk"):
             item.add_marker(no_dpdk)
