@@ -31,6 +31,18 @@ def build_parser():
     pr.add_argument("--duration", type=flags.finite, default=2.0)
     pr.add_argument("--io", choices=("dpdk", "mem"))
     pr.add_argument("--json", action="store_true")
+    pn = sub.add_parser("plan", help="rank placements (RTC, PL, hybrids, replicas) by predicted Mpps")
+    pn.add_argument("chain", metavar="CHAIN")
+    pn.add_argument("--cores", type=int, required=True, metavar="N", help="cores to place the chain on")
+    pn.add_argument("--flows", type=int, default=1024)
+    pn.add_argument("--frame-size", type=int, default=64)
+    pn.add_argument("--pcap-in", metavar="FILE")
+    pn.add_argument("--io", choices=("dpdk", "mem"))
+    pn.add_argument("--duration", type=flags.finite, default=2.0, metavar="S",
+                    help="seconds per measuring run (and per --verify run)")
+    pn.add_argument("--top", type=int, default=10, metavar="K", help="placements to list (10)")
+    pn.add_argument("--verify", action="store_true", help="run each listed placement; predicted vs measured")
+    pn.add_argument("--json", action="store_true")
     b = sub.add_parser("bench", help="the paper's experiments")
     b.add_argument("what", choices=("paper",))
     b.add_argument("--quick", action="store_true", help="fewer points, shorter runs (under a minute)")
@@ -49,6 +61,37 @@ def cmd_run(a, out, err):
         out.write(json.dumps(rep) + "\n")
     else:
         print_report(rep, out)
+    return 0
+
+
+def cmd_plan(a, out, err):
+    """`pynf plan CHAIN --cores N`: measure, predict, rank (pynf.placement)."""
+    from pynf import placement
+    from pynf.ui import say
+    if a.cores < 1 or a.top < 1:
+        raise UsageError("--cores and --top: want at least 1")
+    if a.duration <= 0:
+        raise UsageError("--duration: want a positive number of seconds")
+    prof = placement.measure(a.chain, a.flows, a.frame_size, a.io, a.pcap_in, a.duration, err)
+    ranked = placement.rank(prof, a.cores)[:a.top]
+    if a.cores > prof.measured_on:
+        say(err, f"pynf plan: {a.cores} cores asked, this machine has {prof.measured_on}: the "
+                 "predictions use this machine's per-core costs; none of them was measured here")
+    res = placement.plan_json(prof, ranked)
+    base = ["--duration", f"{a.duration:g}"]
+    base += ["--pcap-in", a.pcap_in] if a.pcap_in else ["--flows", str(a.flows), "--frame-size", str(a.frame_size)]
+    if a.io:
+        base += ["--io", a.io]
+    if a.verify:
+        if a.cores > prof.measured_on:
+            say(err, "pynf plan: --verify runs what fits this machine; placements on more cores "
+                     "run oversubscribed")
+        res["verify"] = placement.verify(ranked, base, err)
+    if a.json:
+        out.write(json.dumps(res) + "\n")
+        return 0
+    from pynf.ui import print_plan_table
+    print_plan_table(res, out)
     return 0
 
 
@@ -116,6 +159,8 @@ def main(argv=None, out=None, err=None):
             else:
                 print_profile(res, out)
             return 0
+        if a.cmd == "plan":
+            return cmd_plan(a, out, err)
         if a.cmd == "bench":
             from pynf.paper import run_paper
             return run_paper(a, out, err)

@@ -39,6 +39,8 @@ def add_run_flags(r):
     m.add_argument("--rtc", metavar="CHAIN", help="run-to-completion: all NFs fused in one stage")
     m.add_argument("--pl", metavar="CHAIN", help="pipeline: one stage per NF, joined by rings")
     m.add_argument("--stages", metavar="SPEC", help='hybrid: "a|b,c" (| separates stages, , fuses)')
+    m.add_argument("--auto", metavar="CHAIN", help="measure, then run the placement `pynf plan` ranks "
+                                                   "first on --cores N (pynf.placement)")
     r.add_argument("--replicas", metavar="N,N", help="replicas per stage (with --stages)")
     r.add_argument("--cores", type=int, metavar="N", help="cores to use (RTC: replicas)")
     r.add_argument("--duration", type=finite, metavar="S", help="seconds to run (default 3 for built-in traffic)")

@@ -105,3 +105,28 @@ def print_plan(rt, err):
         c.print(f"rings: {len(rt.rings)} x {rt.opts.ring_size} entries, single producer / single "
                 f"consumer ({'rte_ring' if rt.io.name == 'dpdk' else 'shim ring'}); full ring: "
                 f"{'producer waits' if rt.opts.ring_full == 'wait' else 'drop (ring_full)'}")
+
+
+def print_plan_table(res, out):
+    """`pynf plan`: the profile, then placements ranked, with --verify's figures."""
+    c = Console(file=out, highlight=False, width=140)
+    pr = res["profile"]
+    c.print(f"measured on {pr['measured_on_cores']} core(s), {pr['flows']} flows, {pr['frame_size']} B: "
+            + ", ".join(f"{n} {v:.1f}" for n, v in pr["cycles_per_packet"].items())
+            + f" cycles/packet; I/O {pr['io_cycles_per_packet']:.1f}; ring hop {pr['hop_cycles_per_packet']:.1f}")
+    ver = {tuple(r["args"]): r for r in (res.get("verify") or {}).get("rows", [])}
+    t = Table(title="placements, best predicted first")
+    cols = ["#", "placement", "cores", "predicted Mpps"] + (["measured Mpps", "error"] if ver else []) + ["pynf run"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("placement", "pynf run") else "right")
+    for k, p in enumerate(res["placements"]):
+        v = ver.get(tuple(p["args"]))
+        extra = [f"{v['measured_mpps']:.2f}", f"{100 * v['error']:+.1f} %" if v["error"] is not None else "-"] \
+            if v else ([] if not ver else ["", ""])
+        t.add_row(str(k + 1), " | ".join(f"{','.join(s)} x{r}" for s, r in zip(p["stages"], p["replicas"])),
+                  str(p["cores"]), f"{p['predicted_mpps']:.2f}", *extra, "pynf run " + " ".join(p["args"]))
+    c.print(t)
+    if ver:
+        v = res["verify"]
+        c.print(f"first choice measured {100 * v['first_choice_vs_best']:.1f} % of the best measured; "
+                f"mean absolute error {100 * v['mean_abs_error']:.1f} %")
