@@ -72,7 +72,9 @@ ICMP_ECHO_TTL = 64
 
 @dataclass(frozen=True)
 class L3fwdConfig:
-    routes: tuple = ()          # exact match: ((ipv4, port), ...)
+    # exact match: ((ipv4, port), ...), or an int64 array of such rows (the
+    # default routes of a million flows are built as one)
+    routes: object = field(default=(), compare=False)
     prefixes: tuple = ()        # LPM: ((prefix, len, port, next hop or 0), ...)
     default_port: int = -1
     capacity: int = 0
@@ -89,10 +91,10 @@ class L3fwdConfig:
             return cls(host=host)
         fs = ctx.flow_set
         ports = max(1, ctx.n_ports)
-        dst = fs.dst_ip.astype(np.int64)
-        routes = list(zip(dst.tolist(), (np.arange(len(dst)) % ports).tolist()))
-        routes += [(ip, k % ports) for k, (ip, _) in enumerate(DEFAULT_BACKENDS)]
-        return cls(tuple(routes))
+        be = np.array([ip for ip, _ in DEFAULT_BACKENDS], dtype=np.int64)
+        dst = np.concatenate([fs.dst_ip.astype(np.int64), be])
+        port = np.concatenate([np.arange(len(fs.dst_ip)) % ports, np.arange(len(be)) % ports])
+        return cls(np.stack([dst, port], axis=1))
 
     @property
     def router(self):
@@ -205,7 +207,7 @@ def make_state(cfg):
         routes=table.make_table(cfg.capacity or max(1024, 2 * len(cfg.routes))),
         src_mac=src_mac,
         dst_mac=np.array([MAC_DST_BASE + p for p in range(nports)], dtype=np.uint64),
-        opts=np.array([cfg.default_port, int(cfg.router), int(bool(cfg.routes)), int(cfg.verify_ip_csum)],
+        opts=np.array([cfg.default_port, int(cfg.router), int(len(cfg.routes) > 0), int(cfg.verify_ip_csum)],
                       dtype=np.int64),
         h=np.zeros(BURST_MAX, dtype=np.int64),
         lpm=table_,
@@ -214,9 +216,9 @@ def make_state(cfg):
         rt_kind=np.full(rcap, K_FREE, dtype=np.uint8),
         nkeys=nt.keys, nvals=nt.vals, nhits=nt.hits,
     )
-    if cfg.routes:
-        ips = np.array([r[0] for r in cfg.routes], dtype=np.int64)
-        ports = np.array([r[1] for r in cfg.routes], dtype=np.int64)
+    if len(cfg.routes):
+        r = np.asarray(cfg.routes, dtype=np.int64).reshape(-1, 2)
+        ips, ports = r[:, 0].copy(), r[:, 1].copy()
         hs = np.zeros(len(ips), dtype=np.int64)
         hash32_many(ips, hs)
         if table.add_many(st.routes, ips, np.zeros(len(ips), dtype=np.int64), hs, ports):

@@ -56,6 +56,9 @@ def build_parser():
 def cmd_run(a, out, err):
     from pynf.launch import execute
     from pynf.ui import print_report
+    if a.auto:
+        from pynf.placement import choose
+        choose(a, err)
     rep = execute(a, err)
     if a.json:
         out.write(json.dumps(rep) + "\n")

@@ -12,6 +12,7 @@ so a run without files forwards most packets:
 The LB's paper-mode default backends are here too (192.168.0.1..8, port
 8080): l3fwd's default routes cover them, so acl,lb,l3fwd forwards.
 """
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -26,7 +27,10 @@ DENIED_SLOT = 7
 SERVICES = ((80, 6), (443, 6), (53, 17), (8080, 6), (123, 17), (5001, 17))
 
 
+@functools.lru_cache(maxsize=2)
 def make_flows(flows, seed=1):
+    """The flows (arrays: read, never change them; the result is shared by
+    the traffic generator and the NFs' default configurations)."""
     if flows < 1:
         raise ValueError("need at least one flow")
     if flows > (1 << 24) - 2:
@@ -43,4 +47,6 @@ def make_flows(flows, seed=1):
     denied = (i % DENIED_EVERY) == DENIED_SLOT
     dport[denied] = 23
     proto[denied] = 6
+    for a in (src, dst, sport, dport, proto):
+        a.setflags(write=False)         # shared (lru_cache): nobody may change them
     return FlowSet(src, dst, sport, dport, proto)

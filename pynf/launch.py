@@ -29,7 +29,7 @@ def execute(a, err):
     from pynf.ui import Status, print_plan, say
 
     if getattr(a, "auto", None):
-        _choose(a, err)
+        raise UsageError("--auto: resolve it first (pynf.placement.choose; the CLI does)")
     settings = flags.check(a)
     host = _host(a)
     rx_ports = flags.int_list(a.rx_ports, "--rx-ports")
@@ -116,35 +116,6 @@ def execute(a, err):
         ops.close()
         rt.close()
     return report(rt)
-
-
-def _choose(a, err):
-    """--auto CHAIN: measure this machine (pynf.placement.measure, on the
-    run's traffic), rank the placements on --cores N, and make `a` the
-    first one's flags."""
-    from pynf import placement
-    from pynf.ui import say
-    if a.rtc or a.pl or a.stages:
-        raise UsageError("--auto CHAIN replaces --rtc, --pl and --stages: give one of them")
-    if a.replicas:
-        raise UsageError("--auto chooses the replicas: drop --replicas")
-    if a.iface or a.eal:
-        raise UsageError("--auto measures with built-in traffic or --pcap-in; with --iface or EAL "
-                         "arguments, run `pynf plan` and give the placement")
-    cores = a.cores or len(os.sched_getaffinity(0))
-    say(err, f"pynf: --auto: measuring {a.auto} (two short runs)...")
-    prof = placement.measure(a.auto, a.flows, a.frame_size, a.io, a.pcap_in, 1.5, err)
-    best = placement.rank(prof, cores)[0]
-    say(err, f"pynf: --auto chose {placement.why(prof, best)}")
-    a.auto = None
-    args = best.args()
-    if args[0] == "--rtc":
-        a.rtc, a.cores = args[1], int(args[3])
-    elif args[0] == "--pl":
-        a.pl = args[1]
-    else:
-        a.stages, a.replicas = args[1], args[3]
-    a.cores = cores if not a.rtc else a.cores
 
 
 def _host(a):

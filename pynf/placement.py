@@ -196,3 +196,34 @@ def why(prof, p):
             f"{p.cores} core(s); NFs cost {', '.join(f'{n} {prof.cycles[n]:.0f}' for n in prof.nfs)} "
             f"cycles/packet fused, I/O {prof.io:.0f}, a ring hop {prof.hop:.0f}; the bottleneck is stage "
             f"{slow} ({','.join(p.stages[slow])})")
+
+
+def choose(a, err):
+    """--auto CHAIN: measure this machine (pynf.placement.measure, on the
+    run's traffic), rank the placements on --cores N, and make `a` the
+    first one's flags."""
+    import os
+
+    from pynf.errors import UsageError
+    from pynf.ui import say
+    if a.rtc or a.pl or a.stages:
+        raise UsageError("--auto CHAIN replaces --rtc, --pl and --stages: give one of them")
+    if a.replicas:
+        raise UsageError("--auto chooses the replicas: drop --replicas")
+    if a.iface or a.eal:
+        raise UsageError("--auto measures with built-in traffic or --pcap-in; with --iface or EAL "
+                         "arguments, run `pynf plan` and give the placement")
+    cores = a.cores or len(os.sched_getaffinity(0))
+    say(err, f"pynf: --auto: measuring {a.auto} (two short runs)...")
+    prof = measure(a.auto, a.flows, a.frame_size, a.io, a.pcap_in, 1.5, err)
+    best = rank(prof, cores)[0]
+    say(err, f"pynf: --auto chose {why(prof, best)}")
+    a.auto = None
+    args = best.args()
+    if args[0] == "--rtc":
+        a.rtc, a.cores = args[1], int(args[3])
+    elif args[0] == "--pl":
+        a.pl = args[1]
+    else:
+        a.stages, a.replicas = args[1], args[3]
+    a.cores = cores if not a.rtc else a.cores

@@ -17,26 +17,17 @@ GEN_MAC_DST = bytes.fromhex("020000000200")   # the device under test
 GEN_MAC_SRC = bytes.fromhex("020000000300")   # the generator
 
 
-def _be16(a, o, v):
-    a[:, o] = (v >> 8) & 0xFF
-    a[:, o + 1] = v & 0xFF
+def _put(t, o, v, nbytes):
+    """Big-endian v (a number or one per flow) into byte rows o.. of t."""
+    for k in range(nbytes):
+        t[o + k] = (v >> (8 * (nbytes - 1 - k))) & 0xFF
 
 
-def _be32(a, o, v):
-    for k in range(4):
-        a[:, o + k] = (v >> (24 - 8 * k)) & 0xFF
-
-
-def _csum(words):
-    s = words.sum(axis=1, dtype=np.int64)
+def _fold_not(s):
+    """One's-complement checksum of per-row sums of 16-bit words."""
     while np.any(s >> 16):
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
-
-
-def _words(a, lo, hi):
-    seg = a[:, lo:hi].astype(np.int64)
-    return (seg[:, 0::2] << 8) | seg[:, 1::2]
 
 
 def build_templates(fs, frame_size):
@@ -49,46 +40,49 @@ def build_templates(fs, frame_size):
         raise ValueError(f"frame size {frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
     ln = frame_size - FCS
     n = len(fs.src_ip)
-    a = np.zeros((n, TEMPLATE), dtype=np.uint8)
-    a[:, 0:6] = np.frombuffer(GEN_MAC_DST, dtype=np.uint8)
-    a[:, 6:12] = np.frombuffer(GEN_MAC_SRC, dtype=np.uint8)
-    a[:, 12], a[:, 13] = 0x08, 0x00
+    # NB: built byte position by byte position (a row of t per position, so
+    # each write is contiguous), then turned into a row per flow once
+    t = np.zeros((TEMPLATE, n), dtype=np.uint8)
+    t[0:6] = np.frombuffer(GEN_MAC_DST, dtype=np.uint8)[:, None]
+    t[6:12] = np.frombuffer(GEN_MAC_SRC, dtype=np.uint8)[:, None]
+    t[12], t[13] = 0x08, 0x00
     src = fs.src_ip.astype(np.int64)
     dst = fs.dst_ip.astype(np.int64)
     proto = fs.proto.astype(np.int64)
-    a[:, 14] = 0x45
-    _be16(a, 16, np.full(n, ln - 14))
-    _be16(a, 18, np.arange(n) & 0xFFFF)          # identification
-    _be16(a, 20, np.full(n, 0x4000))             # DF
-    a[:, 22] = 64                                # TTL
-    a[:, 23] = proto
-    _be32(a, 26, src)
-    _be32(a, 30, dst)
-    _be16(a, 24, _csum(_words(a, 14, 34)))
-    _be16(a, 34, fs.sport.astype(np.int64))
-    _be16(a, 36, fs.dport.astype(np.int64))
+    sport = fs.sport.astype(np.int64)
+    dport = fs.dport.astype(np.int64)
+    ident = np.arange(n, dtype=np.int64) & 0xFFFF
+    t[14] = 0x45
+    _put(t, 16, ln - 14, 2)
+    _put(t, 18, ident, 2)                       # identification
+    _put(t, 20, 0x4000, 2)                      # DF
+    t[22] = 64                                  # TTL
+    t[23] = proto
+    _put(t, 26, src, 4)
+    _put(t, 30, dst, 4)
+    # checksums from the field values, not read back from the bytes (RFC 1071)
+    words = (0x4500 + (ln - 14) + ident + 0x4000 + ((64 << 8) | proto)
+             + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF))
+    _put(t, 24, _fold_not(words), 2)
+    _put(t, 34, sport, 2)
+    _put(t, 36, dport, 2)
     l4len = ln - 34
     tcp = proto == 6
-    # TCP: seq 1, ack 1, data offset 5, ACK, window 65535
-    a[tcp, 41] = 1
-    a[tcp, 45] = 1
-    a[tcp, 46] = 0x50
-    a[tcp, 47] = 0x10
-    a[tcp, 48] = 0xFF
-    a[tcp, 49] = 0xFF
-    udp = ~tcp
-    a[udp, 38] = (l4len >> 8) & 0xFF
-    a[udp, 39] = l4len & 0xFF
+    # TCP: seq 1, ack 1, data offset 5, ACK, window 65535; UDP: its length
+    t[45] = tcp
+    t[46] = np.where(tcp, 0x50, 0)
+    t[47] = np.where(tcp, 0x10, 0)
+    t[48] = np.where(tcp, 0xFF, 0)
+    t[49] = np.where(tcp, 0xFF, 0)
+    t[38] = np.where(tcp, 0, (l4len >> 8) & 0xFF)
+    t[39] = np.where(tcp, 0, l4len & 0xFF)
     pseudo = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + proto + l4len
-    hdr = np.where(tcp[:, None], _words(a, 34, 54), np.pad(_words(a, 34, 42), ((0, 0), (0, 6))))
-    ck = _csum(np.concatenate([hdr, pseudo[:, None]], axis=1))
-    ck_udp = np.where(ck == 0, 0xFFFF, ck)
-    tpos = np.where(tcp, 50, 40)
-    val = np.where(tcp, ck, ck_udp)
-    rows = np.arange(n)
-    a[rows, tpos] = (val >> 8) & 0xFF
-    a[rows, tpos + 1] = val & 0xFF
-    return a[:, :min(TEMPLATE, ln)].copy()
+    ck = _fold_not(sport + dport + np.where(tcp, 1 + 1 + 0x5010 + 0xFFFF, l4len) + pseudo)
+    ck = np.where(tcp | (ck != 0), ck, 0xFFFF)      # UDP sends a computed 0 as 0xFFFF
+    _put(t, 50, np.where(tcp, ck, 0), 2)
+    t[40] = np.where(tcp, 0, ck >> 8)               # TCP: seq's last bytes; UDP: the checksum
+    t[41] = np.where(tcp, 1, ck & 0xFF)
+    return np.ascontiguousarray(t[:min(TEMPLATE, ln)].T)
 
 
 def frame_bytes(fs, frame_size, i):

@@ -101,3 +101,11 @@ def test_checksum_fold_matches_full_computation():
         got = csum_apply(ck2, csum_delta16(old16, new16))
         want = P.csum(struct.pack("!10H", *words))
         assert got == want or {got, want} <= {0, 0xFFFF}
+
+
+@pytest.mark.parametrize("frame_size", [64, 128, 1518])
+def test_builtin_traffic_checksums_are_valid(frame_size):
+    from pynf.flows import make_flows
+    from pynf.traffic import frame_bytes
+    fs = make_flows(3000, 3)
+    assert all(P.checksums_ok(frame_bytes(fs, frame_size, i)) for i in range(0, 3000, 13))
