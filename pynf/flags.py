@@ -48,7 +48,9 @@ def add_run_flags(r):
     r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
     r.add_argument("--frame-size", type=int, default=64, metavar="B",
                    help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
-    r.add_argument("--rate", type=finite, metavar="GBPS", help="built-in traffic: wire rate to pace to")
+    r.add_argument("--rate", type=finite, metavar="GBPS",
+                   help="pace the input (built-in traffic or --pcap-in) to this wire rate")
+    r.add_argument("--pps", type=finite, metavar="N", help="pace the input to N packets a second")
     r.add_argument("--seed", type=int, default=1, metavar="N", help="built-in traffic: seed (1)")
     r.add_argument("--pcap-in", metavar="FILE", help="replay this pcap instead of built-in traffic")
     r.add_argument("--pcap-out", metavar="FILE", help="write every transmitted packet here")
@@ -104,6 +106,10 @@ def check(a):
         raise UsageError("--packets: want at least 1")
     if a.rate is not None and a.rate <= 0:
         raise UsageError("--rate: want a positive Gbps figure")
+    if a.pps is not None and a.pps <= 0:
+        raise UsageError("--pps: want a positive number of packets a second")
+    if a.rate is not None and a.pps is not None:
+        raise UsageError("give --rate or --pps, not both")
     if a.cores is not None and a.cores < 1:
         raise UsageError("--cores: want at least 1")
     if a.ring_size < 2 or a.ring_size & (a.ring_size - 1):

@@ -49,7 +49,7 @@ def execute(a, err):
     if duration is None and a.packets is None and a.pcap_in is None and host is None:
         duration = 3.0          # built-in traffic; real ports run until SIGINT/SIGTERM
     opts = Options(io="mem", burst=a.burst, duration=duration, packets=a.packets, flows=a.flows,
-                   frame_size=a.frame_size, rate=a.rate, seed=a.seed, pcap_in=a.pcap_in,
+                   frame_size=a.frame_size, rate=a.rate, pps=a.pps, seed=a.seed, pcap_in=a.pcap_in,
                    pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
                    counters=a.counters, ifaces=host.ifaces if host is not None else None,
@@ -165,10 +165,8 @@ def _make_io(a, plan, opts, err):
     elif not a.eal and not a.iface:
         f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
     if io_kind == "dpdk":
-        if a.rate:
-            raise UsageError("--rate paces the in-memory NIC only (use --io mem)")
         return dpdkmod.DpdkIO(f, opts, say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None)
-    return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz())
+    return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz(), pps=a.pps)
 
 
 def invoke(args, err=None):

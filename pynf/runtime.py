@@ -46,6 +46,7 @@ class Options:
     flows: int = 1024
     frame_size: int = 64
     rate: float = None          # Gbps, wire rate, whole run
+    pps: float = None           # packets a second, whole run
     seed: int = 1
     pcap_in: str = None
     pcap_out: str = None

@@ -180,12 +180,16 @@ class DpdkIO:
         self._check_numa(infos, opts)
         self.txmap = np.arange(len(tx), dtype=np.int32)
         self.say(self._describe(infos, nq, ntx, rss))
+        from pynf.stats import tsc_hz
+        hz = tsc_hz()
         for k in range(nq):
             budget = -1
             if opts.packets is not None:
                 budget = opts.packets // nq + (1 if k < opts.packets % nq else 0)
             pnum = list(range(len(rx))) if opts.ifaces else None
-            self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k], pnum=pnum))
+            self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k], pnum=pnum,
+                                          tsc_per_bit=hz / (opts.rate * 1e9 / nq) if opts.rate else 0.0,
+                                          tsc_per_frame=hz / (opts.pps / nq) if opts.pps else 0.0))
 
     def _check_hugepages(self, eal_args):
         if any(a == "--no-huge" for a in eal_args):

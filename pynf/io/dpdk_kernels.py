@@ -31,8 +31,9 @@ PoolView = namedtuple("PoolView", "mem base")
 # ports/queues polled; pnum: the port number NFs see as in_port (pynf's own
 # numbering with --iface, else the ethdev id); st: [budget (-1 none),
 # expected (-1 unknown), received, done, oversize]; pstat[r]: packets and
-# bytes received from ports[r] (what `stats` and /metrics show per port)
-DpdkRx = namedtuple("DpdkRx", "ports pnum queue rr st pstat")
+# bytes received from ports[r] (what `stats` and /metrics show per port);
+# pace: as the in-memory NIC's (pynf.io.mem_kernels), a burst at a time
+DpdkRx = namedtuple("DpdkRx", "ports pnum queue rr st pstat pace")
 S_BUDGET, S_EXPECTED, S_RECEIVED, S_DONE, S_OVERSIZE = range(5)
 # tx ports and this worker's queue on them; staged handles per port; scratch for frees;
 # slow: [punt rte_ring, inject rte_ring, loop count] (0: none), see pynf.control.slowpath
@@ -44,7 +45,7 @@ INJ_ORIG = np.uint64(1 << 47)
 ADDR_MASK = np.uint64((1 << 47) - 1)
 
 
-def make_rx(ports, queue, budget=-1, expected=-1, pnum=None):
+def make_rx(ports, queue, budget=-1, expected=-1, pnum=None, tsc_per_bit=0.0, tsc_per_frame=0.0):
     st = np.zeros(8, dtype=np.int64)
     st[S_BUDGET] = budget
     st[S_EXPECTED] = expected
@@ -52,7 +53,8 @@ def make_rx(ports, queue, budget=-1, expected=-1, pnum=None):
         st[S_DONE] = 1
     return DpdkRx(np.array(ports, dtype=np.int32), np.array(pnum if pnum is not None else ports, dtype=np.int32),
                   np.int32(queue), np.zeros(1, dtype=np.int64), st,
-                  np.zeros((max(1, len(ports)), 2), dtype=np.int64))
+                  np.zeros((max(1, len(ports)), 2), dtype=np.int64),
+                  np.array([tsc_per_bit, 0.0, tsc_per_frame], dtype=np.float64))
 
 
 def make_tx(ports, queue, punt_ring=0, inject_ring=0):
@@ -72,6 +74,13 @@ def rx(src, base, h, b, burst, drops, ws):
     want = burst
     if st[S_BUDGET] >= 0:
         want = min(want, st[S_BUDGET])
+    paced = src.pace[0] > 0.0 or src.pace[2] > 0.0
+    if paced:
+        now = float(rdtsc())
+        if src.pace[1] == 0.0:
+            src.pace[1] = now
+        if src.pace[1] > now:
+            return 0
     n = 0
     np_ = len(src.ports)
     r = src.rr[0]
@@ -101,6 +110,9 @@ def rx(src, base, h, b, burst, drops, ws):
         if n >= want:
             break
     src.rr[0] = r
+    if paced:
+        for k in range(n):
+            src.pace[1] += (b.len[k] + 24) * 8 * src.pace[0] + src.pace[2]
     ws[W_RX] += n
     st[S_RECEIVED] += n
     if st[S_BUDGET] >= 0:

@@ -24,7 +24,8 @@ from pynf.io.pool import SLOT, cache_get, cache_put
 from pynf.slots import W_RX, W_RX_BYTES, W_TX
 
 # st: [pos, passes, max_passes (-1: loop forever), done, budget (-1: none)]
-# pace: [TSC ticks per wire bit (0: unpaced), TSC time of the next frame]
+# pace: [TSC ticks per wire bit, TSC time of the next frame, TSC ticks per
+# frame]: --rate paces by wire bits, --pps by frames (0: unpaced)
 RxQueue = namedtuple("RxQueue", "arena t_off t_len t_copy seq port st pace")
 Q_POS, Q_PASSES, Q_MAX_PASSES, Q_DONE, Q_BUDGET = range(5)
 
@@ -34,14 +35,15 @@ C_NREC, C_NBYTES, C_ON = 0, 1, 2
 
 
 def make_queue(arena, t_off, t_len, t_copy, seq, port=0, passes=-1, budget=-1,
-               tsc_per_bit=0.0):
+               tsc_per_bit=0.0, tsc_per_frame=0.0):
     st = np.zeros(8, dtype=np.int64)
     st[Q_MAX_PASSES] = passes
     st[Q_BUDGET] = budget
     if len(seq) == 0 or budget == 0:
         st[Q_DONE] = 1
     return RxQueue(arena, t_off.astype(np.int64), t_len.astype(np.int32), t_copy.astype(np.int32),
-                   seq.astype(np.int32), np.int32(port), st, np.array([tsc_per_bit, 0.0], dtype=np.float64))
+                   seq.astype(np.int32), np.int32(port), st,
+                   np.array([tsc_per_bit, 0.0, tsc_per_frame], dtype=np.float64))
 
 
 def make_capture(nbytes, nrec):
@@ -58,8 +60,10 @@ def rx(q, pool, cache, h, b, burst, drops, ws):
     mem = pool.mem
     nseq = len(q.seq)
     tpb = q.pace[0]
+    tpf = q.pace[2]
+    paced = tpb > 0.0 or tpf > 0.0
     now = 0.0
-    if tpb > 0.0:
+    if paced:
         now = float(rdtsc())
         if q.pace[1] == 0.0:
             q.pace[1] = now
@@ -67,10 +71,10 @@ def rx(q, pool, cache, h, b, burst, drops, ws):
     while n < burst:
         t = q.seq[st[Q_POS]]
         ln = q.t_len[t]
-        if tpb > 0.0:
+        if paced:
             if q.pace[1] > now:
                 break
-            q.pace[1] += (ln + 24) * 8 * tpb     # wire bits: + FCS + preamble/IFG
+            q.pace[1] += (ln + 24) * 8 * tpb + tpf     # wire bits: + FCS + preamble/IFG
         if ln > DATAROOM:
             ws[W_RX] += 1
             ws[W_RX_BYTES] += ln

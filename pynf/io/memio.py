@@ -16,12 +16,13 @@ class MemIO:
     name = "mem"
     kinds = {"rx": "mem", "tx": "mem", "ring": "ring"}
 
-    def __init__(self, feed, tx_ports, budget=None, rate_gbps=None, hz=None):
+    def __init__(self, feed, tx_ports, budget=None, rate_gbps=None, hz=None, pps=None):
         self.feed = feed
         self.tx_ports = list(tx_ports)
         self.txmap = np.array(self.tx_ports, dtype=np.int32)
         self.budget = budget
         self.rate = rate_gbps
+        self.pps = pps
         self.hz = hz
         self.queues = []
         self.caches = []
@@ -34,9 +35,8 @@ class MemIO:
         # full, and room to spare (as a mempool is sized for rings + bursts +
         # in flight).
         self.mempool = MemPool(self.pool_size(opts))
-        tpb = 0.0
-        if self.rate:
-            tpb = self.hz / (self.rate * 1e9 / nqueues)
+        tpb = self.hz / (self.rate * 1e9 / nqueues) if self.rate else 0.0
+        tpf = self.hz / (self.pps / nqueues) if self.pps else 0.0
         for k, seq in enumerate(f.seqs):
             budget = -1
             if self.budget is not None:
@@ -44,7 +44,7 @@ class MemIO:
             port = opts.rx_ports[k % len(opts.rx_ports)]
             self.queues.append(make_queue(f.arena, f.t_off, f.t_len, f.t_copy, seq, port,
                                           passes=1 if f.once else -1, budget=budget,
-                                          tsc_per_bit=tpb))
+                                          tsc_per_bit=tpb, tsc_per_frame=tpf))
 
     def pool_size(self, opts):
         workers = getattr(opts, "n_workers", 1)
