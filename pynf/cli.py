@@ -126,6 +126,7 @@ CTL_HELP = """pynf ctl [--socket PATH] COMMAND
   lb flows [--limit N] | lb flush [VIP:PORT] | lb load FILE
   set NF.KEY=VALUE                     a setting that may change while running
   reload                               re-read the files given at start (as SIGHUP)
+  scale STAGE REPLICAS                 change a stage's replicas (room: run --scale-max N)
 """
 
 

@@ -43,6 +43,9 @@ def add_run_flags(r):
                                                    "first on --cores N (pynf.placement)")
     r.add_argument("--replicas", metavar="N,N", help="replicas per stage (with --stages)")
     r.add_argument("--cores", type=int, metavar="N", help="cores to use (RTC: replicas)")
+    r.add_argument("--scale-max", type=int, metavar="N",
+                   help="room for N replicas in every stage but the first, for `pynf ctl scale` "
+                        "(the ones not in use are parked)")
     r.add_argument("--duration", type=finite, metavar="S", help="seconds to run (default 3 for built-in traffic)")
     r.add_argument("--packets", type=int, metavar="N", help="packets to receive, then stop")
     r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
@@ -110,6 +113,8 @@ def check(a):
         raise UsageError("--pps: want a positive number of packets a second")
     if a.rate is not None and a.pps is not None:
         raise UsageError("give --rate or --pps, not both")
+    if a.scale_max is not None and a.scale_max < 1:
+        raise UsageError("--scale-max: want at least 1")
     if a.cores is not None and a.cores < 1:
         raise UsageError("--cores: want at least 1")
     if a.ring_size < 2 or a.ring_size & (a.ring_size - 1):

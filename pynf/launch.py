@@ -38,6 +38,14 @@ def execute(a, err):
         rx_ports = tx_ports = list(range(len(host.ifaces)))
     cpus = sorted(os.sched_getaffinity(0))
     plan = planmod.parse(a.rtc, a.pl, a.stages, a.replicas, a.cores if a.rtc else None)
+    if a.scale_max:
+        if len(plan.stages) < 2:
+            raise UsageError("--scale-max: stage 0 reads the NIC and cannot be scaled; give a stage "
+                             "in front (--stages \"nop|...\")")
+        for sp in plan.stages[1:]:
+            if sp.replicas > a.scale_max:
+                raise UsageError(f"--scale-max {a.scale_max}: a stage already has {sp.replicas} replicas")
+            sp.max_replicas = a.scale_max
     for name in settings:
         if name not in [t.rpartition(":")[2] if ":" in t else t for t in plan.tokens]:
             raise UsageError(f"--set {name}.*: {name} is not in the chain")

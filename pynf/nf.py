@@ -180,6 +180,7 @@ class NFSpec:
     ctl: dict = None            # `pynf ctl` nouns -> handler(nfctl, words) (pynf.control.commands)
     live: dict = None           # settings that may change while running -> apply(state, config)
     stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
+    migrate: object = None      # (from state, to state, bucket mask) -> entries moved (scaling)
 
     def written(self, config):
         """The header fields this NF may write under `config`: what its
@@ -209,7 +210,7 @@ _REGISTRY = {}
 
 
 def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None, live=None,
-       stats=None):
+       stats=None, migrate=None):
     """Register the decorated burst function as NF `name` (the CLI token).
 
     writes: a function config -> the header fields the NF writes under that
@@ -227,7 +228,13 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     stats: [the states of all replicas] -> {name: number}, read live on the
     control path (names ending in _total are counters, others gauges), for
     the report's nfs.<nf>.state, `pynf ctl stats` and /metrics
-    (pynf_<nf>_<name>)."""
+    (pynf_<nf>_<name>).
+
+    migrate: (from state, to state, moving) -> entries moved: an NF that
+    keeps state per flow moves the entries of the flows whose steering
+    bucket (hash5 of the packet's 5-tuple & (BUCKETS - 1), pynf.io.ring)
+    is set in the bool array `moving`, when `pynf ctl scale` moves those
+    buckets from one replica to another (both paused, between bursts)."""
     if not _NAME.match(name):
         raise NFError(f"NF name {name!r} must be snake_case")
     for r in drops:
@@ -244,7 +251,7 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
         reads, wrote = fields_used(fn)
         spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
                       config=config, state=state, slow=slow, writes_for=writes,
-                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats,
+                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats, migrate=migrate,
                       source=src, line=line,
                       doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
                       reads=frozenset(reads), writes=frozenset(wrote))

@@ -15,6 +15,12 @@ from pynf.errors import UsageError
 class StagePlan:
     tokens: list            # NF tokens as given (names or FILE:NAME)
     replicas: int = 1
+    max_replicas: int = 0   # room to scale to while running (pynf ctl scale); 0: replicas
+
+    @property
+    def slots(self):
+        """Workers made for this stage: its replicas, and parked ones to scale to."""
+        return max(self.replicas, self.max_replicas)
 
 
 @dataclass

@@ -88,6 +88,9 @@ class Worker:
     error: BaseException = None
     counters: dict = None
     pending: list = field(default_factory=list)     # control changes to apply between bursts
+    active: bool = True         # False: parked (a replica slot a stage may scale to)
+    parked: bool = False        # (set by the worker itself, under capture_lock)
+    hold: object = None         # a pause request: (stopped Event, resume Event), see pause()
 
 
 def numba_message(err):
@@ -157,9 +160,9 @@ class Runtime:
             self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes))
             base += len(ss)
         first_reps = plan.stages[0].replicas
-        opts.n_workers = plan.workers
-        opts.n_tx_queues = plan.stages[-1].replicas
-        opts.ring_slots = sum(a.replicas * b.replicas for a, b in zip(plan.stages, plan.stages[1:])) \
+        opts.n_workers = sum(sp.slots for sp in plan.stages)
+        opts.n_tx_queues = plan.stages[-1].slots
+        opts.ring_slots = sum(a.slots * b.slots for a, b in zip(plan.stages, plan.stages[1:])) \
             * opts.ring_size
         io.open(first_reps, opts)
         self.slow = None
@@ -171,7 +174,7 @@ class Runtime:
         # rings between consecutive stages: ring[s][u][d]
         ring_addrs = []
         for s in range(len(plan.stages) - 1):
-            up, down = plan.stages[s].replicas, plan.stages[s + 1].replicas
+            up, down = plan.stages[s].slots, plan.stages[s + 1].slots
             grid = [[None] * down for _ in range(up)]
             for u in range(up):
                 for d in range(down):
@@ -183,11 +186,12 @@ class Runtime:
         k = 0
         last = len(plan.stages) - 1
         for s, sp in enumerate(plan.stages):
-            for r in range(sp.replicas):
+            for r in range(sp.slots):
                 flags = (F_FIRST if s == 0 else 0) | (F_HOST if opts.host else 0)
                 rx = io.kinds["rx"] if s == 0 else io.kinds["ring"]
                 tx = io.kinds["tx"] if s == last else io.kinds["ring"]
-                w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx))
+                w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx),
+                           active=r < sp.replicas)
                 k += 1
                 w.ws = np.zeros(WS_SIZE, dtype=np.int64)
                 w.drops = np.zeros(MAX_REASONS, dtype=np.int64)
@@ -197,10 +201,10 @@ class Runtime:
                 w.cache = self.io.make_cache()
                 w.cap = self.io.make_capture(opts.pcap_out is not None and s == last)
                 w.src = io.rx_queue(r) if s == 0 else \
-                    io.ring_in([ring_addrs[s - 1][u][r] for u in range(plan.stages[s - 1].replicas)])
+                    io.ring_in([ring_addrs[s - 1][u][r] for u in range(plan.stages[s - 1].slots)])
                 if s != last:
-                    w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].replicas)],
-                                        policy)
+                    w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].slots)],
+                                        policy, plan.stages[s + 1].replicas)
                 elif self.slow is not None:
                     w.dst = io.tx_queue(r, self.slow.punt_ring(), self.slow.inject.addr if r == 0 else 0)
                 else:
@@ -257,6 +261,8 @@ class Runtime:
             from pynf.shim import rdtsc
             args = w.args           # _apply_pending swaps states in place
             while True:
+                if not w.active and not self._park(w):
+                    continue
                 args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
                 if rc == loops.RC_FLUSH:
@@ -265,6 +271,8 @@ class Runtime:
                     break
                 if w.pending:
                     self._apply_pending(w)
+                if w.hold is not None:
+                    self._held(w)
                 if w.stage == 0 and self.stop_input.is_set():
                     break
             if hw is not None:
@@ -277,6 +285,56 @@ class Runtime:
             self.io.cache_flush(w.cache)
             self.io.thread_exit()
             self._exit(w)
+
+    def _park(self, w):
+        """An inactive replica slot waits here (its state and rings idle)
+        until scaled to, or until its upstream is done, when it runs once
+        more to see its (empty) rings and exit. True: run the loop."""
+        with self.capture_lock:
+            w.parked = True
+        try:
+            while not w.active and not w.upstream_done[0]:
+                if w.hold is not None:
+                    self._held(w)
+                time.sleep(0.002)
+            return True
+        finally:
+            with self.capture_lock:
+                w.parked = False
+            if w.pending:
+                self._apply_pending(w)
+
+    def _held(self, w):
+        stopped, resume = w.hold
+        stopped.set()
+        resume.wait()
+        w.hold = None
+
+    def pause(self, workers, timeout=5.0):
+        """Stop these workers between bursts (parked ones too) and keep them
+        stopped until resume(); returns once all have stopped. Nothing is
+        lost: a paused stage's input waits in its rings or its NIC queues."""
+        held = []
+        for w in workers:
+            if w.exited:
+                continue
+            h = (threading.Event(), threading.Event())
+            w.hold = h
+            w.ws[W_CONTROL] = 1
+            held.append((w, h))
+        for w, (stopped, _) in held:
+            if not stopped.wait(timeout) and not w.exited:
+                self.resume([x for x, _ in held])
+                raise RuntimeFailure(f"pause: worker s{w.stage}r{w.replica} did not stop within {timeout} s")
+        return held
+
+    def resume(self, workers):
+        for w in workers:
+            h = w.hold
+            if h is not None:
+                h[1].set()
+        for w in workers:
+            w.ws[W_CONTROL] = 0
 
     def _apply_pending(self, w):
         with self.capture_lock:
@@ -341,7 +399,7 @@ class Runtime:
         for w, j, fn in jobs:
             done = threading.Event()
             with self.capture_lock:
-                if w.exited or not self.running:
+                if w.exited or w.parked or not self.running:     # not in its loop: apply here
                     self._apply(w, j, fn, done, errs)
                     continue
                 w.pending.append((j, fn, done, errs))

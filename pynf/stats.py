@@ -144,8 +144,8 @@ def report(rt):
             }
         stages.append({
             "nfs": [sp.name for sp in ss],
-            "replicas": len(ws),
-            "cores": [w.core for w in ws],
+            "replicas": sum(1 for w in ws if w.active),
+            "cores": [w.core for w in ws if w.active],
             "rx": srx,
             "tx": sum(int(w.ws[W_TX]) for w in ws),
             "drops": sum(int(w.drops.sum()) for w in ws),

@@ -108,7 +108,7 @@ class Commands:
                 words(rest, 0, 0, "reload")
                 return self.reload()
             if noun == "scale":
-                raise UsageError("scale: changing a stage's replicas while running is not built yet")
+                return self.scale(rest)
             if noun in self.nouns:
                 name, fn = self.nouns[noun]
                 res = fn(NFControl(self.rt, name), rest)
@@ -119,7 +119,7 @@ class Commands:
         raise UsageError(f"unknown command {noun!r} (commands: {', '.join(self.names())})")
 
     def names(self):
-        return ["stats", "set", "reload", *sorted(self.nouns)]
+        return ["stats", "set", "reload", "scale", *sorted(self.nouns)]
 
     def stats(self, args):
         from pynf.stats import report
@@ -137,6 +137,14 @@ class Commands:
         print_report(rep, out, width=110)
         print_rates(rep["rates"], out)
         return out.getvalue()
+
+    def scale(self, args):
+        from pynf.control.scale import scale
+        from pynf.errors import is_decimal
+        words(args, 2, 2, "scale STAGE REPLICAS")
+        if not all(is_decimal(a) for a in args):
+            raise UsageError("usage: scale STAGE REPLICAS (numbers; STAGE as in the report's stages, 0 first)")
+        return scale(self.rt, int(args[0]), int(args[1]))
 
     def set(self, args):
         from pynf.nf import apply_settings

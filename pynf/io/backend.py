@@ -32,8 +32,9 @@ class Backend(Protocol):
     def ring_in(self, rings):
         """A worker's view of the rings it consumes."""
 
-    def ring_out(self, rings, policy):
-        """A worker's view of the rings it produces into (policy: wait or drop when full)."""
+    def ring_out(self, rings, policy, active=None):
+        """A worker's view of the rings it produces into (policy: wait or drop
+        when full; active: how many of them get flows at first)."""
 
     def mem(self):
         """The packet memory (uint8 array) the batch's offsets index."""

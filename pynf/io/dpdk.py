@@ -441,8 +441,8 @@ class DpdkIO:
     def ring_in(self, rings):
         return make_ring_in([r.addr for r in rings])
 
-    def ring_out(self, rings, policy):
-        return make_ring_out([r.addr for r in rings], policy)
+    def ring_out(self, rings, policy, active=None):
+        return make_ring_out([r.addr for r in rings], policy, active)
 
     def port_stats(self, p):
         out = shim.dffi.new(f"uint64_t[{len(PORT_STATS)}]")

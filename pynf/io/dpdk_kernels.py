@@ -12,7 +12,7 @@ from pynf.config import BURST_MAX, hot
 from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_RING_FULL, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.hashing import hash5
 from pynf.intrinsics import rdtsc
-from pynf.io.ring import P_DROP, backoff, sample_fill
+from pynf.io.ring import BUCKETS, P_DROP, backoff, sample_fill
 from pynf.slots import (
     RO_FULL,
     RO_POLICY,
@@ -228,7 +228,7 @@ def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
         i = live[j]
         r = 0
         if nr > 1:
-            r = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nr
+            r = ro.table[hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) & (BUCKETS - 1)]
         # user-space addresses fit in 48 bits: the verdict port rides on top
         ro.stage[r, ro.cnt[r]] = h[i] | (np.uint64(b.port[i]) << np.uint64(48))
         ro.cnt[r] += 1

@@ -68,8 +68,8 @@ class MemIO:
     def ring_in(self, rings):
         return make_ring_in([r.addr for r in rings])
 
-    def ring_out(self, rings, policy):
-        return make_ring_out([r.addr for r in rings], policy)
+    def ring_out(self, rings, policy, active=None):
+        return make_ring_out([r.addr for r in rings], policy, active)
 
     def thread_exit(self):
         pass

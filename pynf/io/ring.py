@@ -29,9 +29,18 @@ from pynf.slots import RO_FULL, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_T
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
 # outs: rings fed (addresses), stage: staged handles per ring, cnt: staged count per ring,
-# opts: [policy (0 wait, 1 drop), waits, TSC cycles spent waiting for room]
-RingOut = namedtuple("RingOut", "rings stage cnt opts")
+# opts: the RO_* slots of pynf.slots; table: the indirection table, ring of
+# each bucket of the flow hash (RSS++'s: a stage's replicas change by
+# moving buckets, pynf.control.scale)
+RingOut = namedtuple("RingOut", "rings stage cnt opts table")
 P_WAIT, P_DROP = 0, 1
+BUCKETS = 256                   # indirection-table buckets (a power of two)
+
+
+def spread(nrings, active=None):
+    """An indirection table over the first `active` (all) rings, round robin."""
+    active = nrings if active is None else active
+    return (np.arange(BUCKETS) % max(1, active)).astype(np.int32)
 
 
 def make_ring_in(addrs):
@@ -39,10 +48,11 @@ def make_ring_in(addrs):
                   np.zeros((len(addrs), 3), dtype=np.int64))
 
 
-def make_ring_out(addrs, policy):
+def make_ring_out(addrs, policy, active=None):
     n = len(addrs)
     return RingOut(np.array(addrs, dtype=np.uint64), np.zeros((n, BURST_MAX), dtype=np.uint64),
-                   np.zeros(n, dtype=np.int64), np.array([policy, 0, 0], dtype=np.int64))
+                   np.zeros(n, dtype=np.int64), np.array([policy, 0, 0], dtype=np.int64),
+                   spread(n, active))
 
 
 # ring entry (in-memory I/O): bits 0-31 buffer index, 32-43 frame length,
@@ -155,7 +165,7 @@ def tx_ring(b, live, m, n, h, ro, pool, cache, drops, ws):
             continue
         r = 0
         if nr > 1:
-            r = hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) % nr
+            r = ro.table[hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) & (BUCKETS - 1)]
         ro.stage[r, ro.cnt[r]] = pack_entry(h[i], b.len[i], b.port[i], b.in_port[i])
         ro.cnt[r] += 1
     for r in range(nr):
