@@ -8,8 +8,10 @@ The cost model (TSC cycles per packet; hz: TSC ticks per second):
           core's caches to itself
     io    the rest of an RTC worker's busy cycles per packet: receive,
           parse, write-back, transmit (busy cycles minus the NFs' sum)
-    h     one ring hop: a two-stage run's busy cycles minus RTC's (the
-          paper's Table 2 method, measured on two cores)
+    h     one ring hop: what a ring adds to the period of the stage behind
+          it, from the chain cut in two stages on two cores: that run's
+          period (hz / its rate) less its second stage's NF costs, and at
+          least its busy cycles less RTC's (the paper's Table 2 method)
 
 A placement groups the chain into consecutive stages S_0..S_k-1 and gives
 stage s r_s replicas (flows are steered to replicas by hash, so each
@@ -150,14 +152,20 @@ def measure(chain, flows=1024, frame_size=64, io=None, pcap_in=None, duration=2.
     nfs = list(rtc["nfs"])
     fused = {n: rtc["nfs"][n]["cycles_per_packet"] for n in nfs}
     io_cost = max(0.0, rtc["busy_cycles_per_packet"] - sum(fused.values()))
-    hop, alone = 0.0, None
+    prof = Profile(nfs, fused, io_cost, 0.0, rtc["tsc_hz"], flows, frame_size, len(os.sched_getaffinity(0)))
     if len(nfs) > 1:
-        two = invoke(["--stages", f"{nfs[0]}|{','.join(nfs[1:])}", *base], err)
-        hop = max(0.0, two["busy_cycles_per_packet"] - rtc["busy_cycles_per_packet"])
         pl = invoke(["--pl", chain, *base], err)
-        alone = {n: pl["nfs"][n]["cycles_per_packet"] for n in nfs}
-    return Profile(nfs, fused, io_cost, hop, rtc["tsc_hz"], flows, frame_size,
-                   len(os.sched_getaffinity(0)), alone)
+        prof.alone = {n: pl["nfs"][n]["cycles_per_packet"] for n in nfs}
+        two = invoke(["--stages", f"{nfs[0]}|{','.join(nfs[1:])}", *base], err)
+        # the hop: what a ring adds to a stage's period. The busy cycles
+        # give a floor; the two-stage run's own period, less what its
+        # second stage's NFs cost, gives what a hop really costs here
+        # (waits, buffers crossing cores) when that stage is the bottleneck
+        busy_hop = max(0.0, two["busy_cycles_per_packet"] - rtc["busy_cycles_per_packet"])
+        period = prof.hz / max(two["mpps"] * 1e6, 1.0)
+        rest = sum(prof.cost(n, len(nfs) - 1) for n in nfs[1:])
+        prof.hop = max(busy_hop, period - rest)
+    return prof
 
 
 def verify(placements, base_args, err=None):
