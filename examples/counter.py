@@ -26,12 +26,10 @@ def make_state(cfg):
                         block=np.array([cfg.block_proto], dtype=np.int64))
 
 
-@nf("counter", drops=("blocked",), config=CounterConfig, state=make_state)
-def counter(pkts, live, n, st):
-    for j in range(n):
-        i = live[j]                  # the packets no earlier NF dropped
-        p = pkts.proto[i]
-        st.packets[p] += 1
-        st.bytes[p] += pkts.len[i]
-        if p == st.block[0]:
-            pkts.port[i] = DROP      # counted under 'blocked'
+@nf("counter", drops=("blocked",), config=CounterConfig, state=make_state, per_packet=True)
+def counter(pkts, i, st):           # called for each packet no earlier NF dropped
+    p = pkts.proto[i]
+    st.packets[p] += 1
+    st.bytes[p] += pkts.len[i]
+    if p == st.block[0]:
+        pkts.port[i] = DROP          # counted under 'blocked'

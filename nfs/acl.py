@@ -98,13 +98,12 @@ def acl_stats(states):
             "unmatched_total": sum(int(h[-1]) for h in hits)}
 
 
-@nf("acl", drops=("acl",), config=AclConfig, state=make_state, ctl={"acl": ctl_acl}, stats=acl_stats)
-def acl(pkts, live, n, st):
+@nf("acl", drops=("acl",), config=AclConfig, state=make_state, ctl={"acl": ctl_acl}, stats=acl_stats,
+    per_packet=True)
+def acl(pkts, i, st):
     c = st.cls
-    for j in range(n):
-        i = live[j]
-        r = np.uint64(classify.first_match(c, pkts.src_ip[i], pkts.dst_ip[i],
-                                           pkts.sport[i], pkts.dport[i], pkts.proto[i]))
-        st.hits[r] += 1
-        if c.allow[r] == 0:
-            pkts.port[i] = DROP
+    r = np.uint64(classify.first_match(c, pkts.src_ip[i], pkts.dst_ip[i],
+                                       pkts.sport[i], pkts.dport[i], pkts.proto[i]))
+    st.hits[r] += 1
+    if c.allow[r] == 0:
+        pkts.port[i] = DROP

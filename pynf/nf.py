@@ -181,6 +181,7 @@ class NFSpec:
     live: dict = None           # settings that may change while running -> apply(state, config)
     stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
     migrate: object = None      # (from state, to state, bucket mask) -> entries moved (scaling)
+    per_packet: bool = False    # fn(pkts, i, state) on each live packet; the stage writes the loop
 
     def written(self, config):
         """The header fields this NF may write under `config`: what its
@@ -210,7 +211,7 @@ _REGISTRY = {}
 
 
 def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None, live=None,
-       stats=None, migrate=None):
+       stats=None, migrate=None, per_packet=False):
     """Register the decorated burst function as NF `name` (the CLI token).
 
     writes: a function config -> the header fields the NF writes under that
@@ -230,6 +231,11 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     the report's nfs.<nf>.state, `pynf ctl stats` and /metrics
     (pynf_<nf>_<name>).
 
+    per_packet: the function is fn(pkts, i, state), called for each live
+    packet i (the stage writes the loop over the burst and inlines it):
+    simpler for NFs that treat each packet alone; an NF that prefetches
+    across a burst (lb, l3fwd) keeps the burst form.
+
     migrate: (from state, to state, moving) -> entries moved: an NF that
     keeps state per flow moves the entries of the flows whose steering
     bucket (hash5 of the packet's 5-tuple & (BUCKETS - 1), pynf.io.ring)
@@ -243,13 +249,15 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
 
     def wrap(fn):
         params = list(inspect.signature(fn).parameters)
-        if len(params) != 4:
-            raise NFError(f"NF {name}: the function must take (pkts, live, n, state), "
+        want = ("pkts, i, state", 3) if per_packet else ("pkts, live, n, state", 4)
+        if len(params) != want[1]:
+            raise NFError(f"NF {name}: the function must take ({want[0]}), "
                           f"not ({', '.join(params)})")
         src = inspect.getsourcefile(fn) or ""
         line = inspect.getsourcelines(fn)[1] if src else 0
         reads, wrote = fields_used(fn)
-        spec = NFSpec(name=name, kernel=hot(fn), py_func=fn, drops=tuple(drops),
+        kern = hot(inline="always")(fn) if per_packet else hot(fn)
+        spec = NFSpec(name=name, kernel=kern, py_func=fn, drops=tuple(drops), per_packet=per_packet,
                       config=config, state=state, slow=slow, writes_for=writes,
                       ctl=dict(ctl or {}), live=dict(live or {}), stats=stats, migrate=migrate,
                       source=src, line=line,

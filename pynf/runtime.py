@@ -234,7 +234,9 @@ class Runtime:
             b, live = w.args[0], w.args[1]
             for spec, st in zip(self.specs[w.stage], w.states):
                 try:
-                    spec.kernel.compile((typeof(b), typeof(live), typeof(np.int64(0)), typeof(st)))
+                    sig = (typeof(b), typeof(live[0]), typeof(st)) if spec.per_packet else \
+                        (typeof(b), typeof(live), typeof(np.int64(0)), typeof(st))
+                    spec.kernel.compile(sig)
                 except NumbaError as e:
                     raise NFError(nf_compile_error(spec, e)) from None
             sig = tuple(typeof(a) for a in w.args)

@@ -136,9 +136,11 @@ def stage(b, live, n, flags, drops, nfstat{states}):
     return m
 '''
 
+_BURST = "    nf{j}(b, live, m, st{j})"
+_PER_PACKET = "    for x in range(m):\n        nf{j}(b, live[x], st{j})"
 _CALL = '''\
     tk = t
-    nf{j}(b, live, m, st{j})
+{call}
     if timed:
         nfstat[{j}, NF_TIMED] += m
     m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
@@ -175,8 +177,9 @@ def generate(specs, nf_base=0, writes=None):
     codes = reason_codes(specs)
     imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
     calls = "".join(_CALL.format(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c),
-                                 owner=nf_base + j + 1)
-                    for j, c in enumerate(codes))
+                                 owner=nf_base + j + 1,
+                                 call=(_PER_PACKET if s.per_packet else _BURST).format(j=j))
+                    for j, (s, c) in enumerate(zip(specs, codes)))
     states = "".join(f", st{j}" for j in range(len(specs)))
     per_nf = writes if writes is not None else [s.writes for s in specs]
     writes = set().union(*per_nf) if specs else set()

@@ -100,3 +100,26 @@ def test_registry_errors(tmp_path):
     p.write_text("x = 1\n")
     with pytest.raises(NFError, match="defines no NF"):
         load(f"{p}:x")
+
+
+def test_per_packet_form_and_its_signature(tmp_path):
+    from pynf.nf import NFError, load
+    from pynf.testing import run_frames
+    src = tmp_path / "ttlcap.py"
+    src.write_text(
+        "from pynf.nf import drop, nf\n"
+        "@nf('ttlcap', drops=('low',), per_packet=True)\n"
+        "def ttlcap(pkts, i, st):\n"
+        "    if pkts.ttl[i] < 10:\n"
+        "        pkts.port[i] = drop(0)\n"
+        "    elif pkts.ttl[i] > 100:\n"
+        "        pkts.ttl[i] = 100\n")
+    spec = load(f"{src}:ttlcap")
+    assert spec.per_packet and spec.writes == {"ttl"}
+    res = run_frames([spec, "l3fwd"], [P.udp(dst="10.0.0.1", ttl=5), P.udp(dst="10.0.0.1", ttl=200),
+                                       P.udp(dst="10.0.0.1", ttl=50)])
+    assert res.verdicts[0] == "low" and res.frames[1][22] == 99 and res.frames[2][22] == 49
+    bad = tmp_path / "bad.py"
+    bad.write_text("from pynf.nf import nf\n@nf('bad', per_packet=True)\ndef bad(pkts, live, n, st):\n    pass\n")
+    with pytest.raises(NFError, match=r"must take \(pkts, i, state\)"):
+        load(f"{bad}:bad")
