@@ -75,7 +75,7 @@ def cmd_plan(a, out, err):
         raise UsageError("--cores and --top: want at least 1")
     if a.duration <= 0:
         raise UsageError("--duration: want a positive number of seconds")
-    prof = placement.measure(a.chain, a.flows, a.frame_size, a.io, a.pcap_in, a.duration, err)
+    prof = placement.measure(a.chain, a.flows, a.frame_size, a.io, a.pcap_in, a.duration, err, a.cores)
     ranked = placement.rank(prof, a.cores)[:a.top]
     if a.cores > prof.measured_on:
         say(err, f"pynf plan: {a.cores} cores asked, this machine has {prof.measured_on}: the "

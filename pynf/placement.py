@@ -18,7 +18,9 @@ stage s r_s replicas (flows are steered to replicas by hash, so each
 replica of a stateful NF owns its flows; every NF may be replicated).
 In a stage of m of the chain's n NFs, NF j costs
 c_j = a_j + (f_j - a_j) * (m - 1) / (n - 1): what sharing the core's caches
-with the stage's other NFs adds, in proportion to how many share them.
+with the stage's other NFs adds, in proportion to how many share them; and
+with r replicas each holds 1/r of the flows, so c_j follows how f_j falls
+with fewer flows (measured again at flows / cores; log-linear between).
 Stage s costs T_0 = io + sum of its c_j, and T_s = h + sum of its c_j for
 s > 0 (a later stage takes its packets from a ring, not a NIC). Replicas
 run in parallel, so
@@ -34,6 +36,8 @@ shared between replicas (the last-level cache).
 import itertools
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class Profile:
@@ -47,13 +51,22 @@ class Profile:
     frame_size: int = 64
     measured_on: int = 0        # cores of the machine that measured it
     alone: dict = None          # name -> a_j, alone in a stage (PL); None: as fused
+    fewer: tuple = None         # (flows, {name: f_j}) fused at fewer flows; None: not measured
 
-    def cost(self, name, sharing):
-        """c_j in a stage of `sharing` NFs."""
+    def cost(self, name, sharing, replicas=1):
+        """c_j in a stage of `sharing` NFs and `replicas` replicas: each
+        replica keeps the state of 1/replicas of the flows (flows are
+        steered by hash), so c_j follows f_j's growth with flows, log-linear
+        between the two measured flow counts and flat outside them."""
         f = self.cycles[name]
         a = (self.alone or {}).get(name, f)
         n = len(self.nfs)
-        return a if n == 1 else a + (f - a) * (sharing - 1) / (n - 1)
+        c = a if n == 1 else a + (f - a) * (sharing - 1) / (n - 1)
+        if self.fewer is not None and replicas > 1 and self.flows > self.fewer[0] > 0:
+            per = max(self.flows / replicas, self.fewer[0])
+            x = np.log(self.flows / per) / np.log(self.flows / self.fewer[0])     # 0 at flows, 1 at fewer
+            c *= 1 + x * (self.fewer[1][name] / f - 1) if f > 0 else 1
+        return c
 
 
 @dataclass
@@ -116,7 +129,7 @@ def _replica_counts(k, cores):
 def predict(prof, stages, replicas):
     rates = []
     for s, (names, r) in enumerate(zip(stages, replicas)):
-        t = (prof.io if s == 0 else prof.hop) + sum(prof.cost(n, len(names)) for n in names)
+        t = (prof.io if s == 0 else prof.hop) + sum(prof.cost(n, len(names), r) for n in names)
         rates.append(r * prof.hz / max(t, 1e-9) / 1e6)
     return min(rates), rates
 
@@ -136,11 +149,12 @@ def rank(prof, cores):
     return out
 
 
-def measure(chain, flows=1024, frame_size=64, io=None, pcap_in=None, duration=2.0, err=None):
+def measure(chain, flows=1024, frame_size=64, io=None, pcap_in=None, duration=2.0, err=None, cores=1):
     """A Profile of this machine from runs made in this process: the chain
-    fused on one core (f_j, io); one stage per NF (a_j); and the chain cut
-    in two stages (h: two workers, so that even a 2-core machine measures
-    the hop without two workers sharing a core)."""
+    fused on one core (f_j, io); one stage per NF (a_j); the chain cut in
+    two stages (h: two workers, so that even a 2-core machine measures the
+    hop without two workers sharing a core); and, for `cores` > 1, fused
+    again at flows / cores (what each of that many replicas would hold)."""
     import os
 
     from pynf.launch import invoke
@@ -165,6 +179,11 @@ def measure(chain, flows=1024, frame_size=64, io=None, pcap_in=None, duration=2.
         period = prof.hz / max(two["mpps"] * 1e6, 1.0)
         rest = sum(prof.cost(n, len(nfs) - 1) for n in nfs[1:])
         prof.hop = max(busy_hop, period - rest)
+    if cores > 1 and not pcap_in and flows // cores >= 1:
+        # how the NFs' costs fall with the flows a replica holds
+        k = base.index("--flows") + 1
+        few = invoke(["--rtc", chain, *base[:k], str(flows // cores), *base[k + 1:]], err)
+        prof.fewer = (flows // cores, {n: few["nfs"][n]["cycles_per_packet"] for n in nfs})
     return prof
 
 
@@ -223,7 +242,7 @@ def choose(a, err):
                          "arguments, run `pynf plan` and give the placement")
     cores = a.cores or len(os.sched_getaffinity(0))
     say(err, f"pynf: --auto: measuring {a.auto} (two short runs)...")
-    prof = measure(a.auto, a.flows, a.frame_size, a.io, a.pcap_in, 1.5, err)
+    prof = measure(a.auto, a.flows, a.frame_size, a.io, a.pcap_in, 1.5, err, cores)
     best = rank(prof, cores)[0]
     say(err, f"pynf: --auto chose {why(prof, best)}")
     a.auto = None

@@ -89,3 +89,13 @@ def test_plan_needs_cores():
     assert cli.main(["plan", "acl"], out, err) == 2
     assert cli.main(["run", "--auto", "acl", "--rtc", "acl"], out, err) == 2
     assert placement is not None
+
+
+def test_replicas_hold_fewer_flows():
+    # at 1M flows the NF costs 200 cycles, at 250K (what 4 replicas each hold) 100
+    p = prof({"a": 200.0}, io_=0.0)
+    p.flows, p.fewer = 1_000_000, (250_000, {"a": 100.0})
+    assert predict(p, [["a"]], [1])[0] == pytest.approx(1e9 / 200 / 1e6)
+    assert predict(p, [["a"]], [4])[0] == pytest.approx(4 * 1e9 / 100 / 1e6)
+    two = predict(p, [["a"]], [2])[0]              # 500K each: half way on the log scale
+    assert two == pytest.approx(2 * 1e9 / 150 / 1e6)
