@@ -19,25 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from pynf.control.metrics import scrape
 from pynf.control.server import ask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DASH = os.path.join(ROOT, "docs", "grafana", "pynf-dashboard.json")
 WINDOW_S = 2.0          # what $__rate_interval stands for here
-
-
-def scrape(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 # ---- a small PromQL evaluator over a list of (t, scrape) ----
@@ -147,7 +135,7 @@ def record(seconds, io_kind, port, sock):
     for k in range(seconds + 1):
         while time.time() < t0 + k:
             time.sleep(0.01)
-        scrapes.append((round(time.time() - t0, 3), scrape(port)))
+        scrapes.append((round(time.time() - t0, 3), scrape("127.0.0.1", port)))
         if k in events:
             words, what = events[k]
             rc, out, err = ask(sock, words)

@@ -85,6 +85,7 @@ Follows:    the paper's LB NF (5-tuple flow table, dst rewrite); Maglev
             (Eisenbud et al., NSDI '16) for the choice; IPVS NAT mode for
             the reverse path and the timeouts.
 """
+import dataclasses
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -873,14 +874,20 @@ def _shadow(st):
                        svc_addr=st.svc_addr.copy(), be=st.be.copy())
 
 
-def _prepared(nfctl, change, text):
-    """A Change that runs change(st) in every replica, after a dry run."""
+def _prepared(nfctl, change, text, after=None):
+    """A Change that runs change(st) in every replica, after a dry run (and
+    then after(), where given)."""
     from pynf.control.commands import Change
     try:
         change(_shadow(nfctl.states()[0]))
     except ValueError as e:
         raise UsageError(f"lb: {e}") from None
-    return Change(lambda: nfctl.control(change), text)
+
+    def apply():
+        nfctl.control(change)
+        if after is not None:
+            after()
+    return Change(apply, text)
 
 
 def _addrs(words_, what):
@@ -973,25 +980,18 @@ def _load(nfctl, path):
             if key not in have:
                 add_service(st, key[0], key[1], bes)
                 continue
-            old = {(ip, port) for ip, port, _ in have[key]}
             for ip, port, _ in have[key]:
                 if (ip, port) not in bes:
                     remove_backend(st, (ip, port), key)
+            active = {(ip, port) for ip, port, flag in have[key] if flag == "active"}
             for be in bes:
-                if be not in old or not any(b[:2] == be and b[2] == "active" for b in have[key]):
+                if be not in active:        # new, or draining: (re)activated
                     add_backend(st, be, key)
-        return None
 
-    import dataclasses
-    c = _prepared(nfctl, change, f"lb: loaded {len(svcs) or len(backends)} "
-                                 f"{'services' if svcs else 'backends'} from {path}\n")
-    apply = c.apply
-
-    def apply_and_record():
-        apply()
-        nfctl.set_config(dataclasses.replace(cfg, backends=backends or cfg.backends, services=svcs))
-    c.apply = apply_and_record
-    return c
+    new = dataclasses.replace(cfg, backends=backends or cfg.backends, services=svcs)
+    return _prepared(nfctl, change, f"lb: loaded {len(svcs) or len(backends)} "
+                                    f"{'services' if svcs else 'backends'} from {path}\n",
+                     after=lambda: nfctl.set_config(new))
 
 
 def lb_stats(states):

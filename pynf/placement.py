@@ -241,16 +241,15 @@ def choose(a, err):
         raise UsageError("--auto measures with built-in traffic or --pcap-in; with --iface or EAL "
                          "arguments, run `pynf plan` and give the placement")
     cores = a.cores or len(os.sched_getaffinity(0))
-    say(err, f"pynf: --auto: measuring {a.auto} (two short runs)...")
+    say(err, f"pynf: --auto: measuring {a.auto} (short runs)...")
     prof = measure(a.auto, a.flows, a.frame_size, a.io, a.pcap_in, 1.5, err, cores)
     best = rank(prof, cores)[0]
     say(err, f"pynf: --auto chose {why(prof, best)}")
-    a.auto = None
+    a.auto, a.cores = None, cores
     args = best.args()
-    if args[0] == "--rtc":
-        a.rtc, a.cores = args[1], int(args[3])
-    elif args[0] == "--pl":
+    if best.model == "rtc":
+        a.rtc, a.cores = args[1], best.replicas[0]
+    elif best.model == "pl":
         a.pl = args[1]
     else:
         a.stages, a.replicas = args[1], args[3]
-    a.cores = cores if not a.rtc else a.cores

@@ -263,8 +263,8 @@ class Runtime:
             from pynf.shim import rdtsc
             args = w.args           # _apply_pending swaps states in place
             while True:
-                if not w.active and not self._park(w):
-                    continue
+                if not w.active:
+                    self._park(w)
                 args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
                 if rc == loops.RC_FLUSH:
@@ -291,7 +291,7 @@ class Runtime:
     def _park(self, w):
         """An inactive replica slot waits here (its state and rings idle)
         until scaled to, or until its upstream is done, when it runs once
-        more to see its (empty) rings and exit. True: run the loop."""
+        more to see its (empty) rings and exit."""
         with self.capture_lock:
             w.parked = True
         try:
@@ -299,7 +299,6 @@ class Runtime:
                 if w.hold is not None:
                     self._held(w)
                 time.sleep(0.002)
-            return True
         finally:
             with self.capture_lock:
                 w.parked = False

@@ -2,6 +2,7 @@
 captures, and why DPDK tests would skip. (Imported as `support`: pytest
 puts this folder on sys.path; conftest.py holds only fixtures and hooks.)"""
 import os
+import random
 
 from pynf import pcap
 from pynf.config import NO_JIT
@@ -65,4 +66,20 @@ def mixed_frames(rng, n):
         else:
             frames.append(rng.choice([P.arp(), P.ipv6(), P.udp()[:20],
                                       P.eth(P.ipv4(src, dst, frag_off=8, df=False, payload=b"f" * 24))]))
+    return frames
+
+
+def flow_frames(nflows=60, per_flow=30, seed=4):
+    """Interleaved packets of many flows; the IP id numbers each flow's packets."""
+    rng = random.Random(seed)
+    flows = [(f"10.1.{rng.randrange(256)}.{rng.randrange(1, 255)}", f"10.0.0.{rng.randrange(1, 200)}",
+              rng.randrange(1024, 65536), rng.choice([80, 443, 53]), rng.choice([P.udp, P.tcp]))
+             for _ in range(nflows)]
+    seqs = [0] * nflows
+    frames = []
+    for _ in range(nflows * per_flow):
+        k = rng.randrange(nflows)
+        src, dst, sp, dp, mk = flows[k]
+        frames.append(mk(src, dst, sport=sp, dport=dp, ident=seqs[k]))
+        seqs[k] += 1
     return frames

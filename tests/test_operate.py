@@ -15,12 +15,11 @@ import time
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pynf import classify
+from pynf.control.metrics import scrape
 from pynf.control.server import ask
 
-import packets as P
 from support import ROOT, conserved
 
 IO_KINDS = ["mem", pytest.param("dpdk", marks=pytest.mark.dpdk)]
@@ -59,14 +58,7 @@ class Running:
         return json.loads(self.ctl("stats", "--json"))
 
     def metrics(self):
-        import urllib.request
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out = {}
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-        return out
+        return scrape("127.0.0.1", self.port)           # (prometheus_client's parser)
 
     def stop(self, sig=signal.SIGTERM):
         self.p.send_signal(sig)
@@ -286,23 +278,6 @@ def test_route_lines_parse_with_unicode_digits_refused(tmp_path):
             l3fwd.parse_routes(str(f))
 
 
-def _flow_frames(nflows=120, per_flow=40, seed=5):
-    """Interleaved packets of many flows; the IP id numbers each flow's packets."""
-    import random
-    rng = random.Random(seed)
-    flows = [(f"10.1.{rng.randrange(256)}.{rng.randrange(1, 255)}", f"10.0.0.{rng.randrange(1, 200)}",
-              rng.randrange(1024, 65536), rng.choice([80, 443, 53]), rng.choice([P.udp, P.tcp]))
-             for _ in range(nflows)]
-    seqs = [0] * nflows
-    out = []
-    for _ in range(nflows * per_flow):
-        k = rng.randrange(nflows)
-        src, dst, sp, dp, mk = flows[k]
-        out.append(mk(src, dst, sport=sp, dport=dp, ident=seqs[k]))
-        seqs[k] += 1
-    return out
-
-
 @pytest.mark.jit
 @pytest.mark.slow
 @pytest.mark.parametrize("io_kind", IO_KINDS)
@@ -314,8 +289,8 @@ def test_scale_a_stage_while_a_paced_replay_runs(tmp_path, io_kind):
 
     from pynf import pcap
 
-    from support import run_pynf, write_pcap
-    frames = _flow_frames()
+    from support import flow_frames, run_pynf, write_pcap
+    frames = flow_frames(nflows=120, per_flow=40, seed=5)
     pin = tmp_path / "in.pcap"
     write_pcap(pin, frames)
     chain = ["--stages", "nop|acl,lb,l3fwd", "--pcap-in", str(pin), "--io", io_kind]

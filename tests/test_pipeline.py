@@ -1,15 +1,13 @@
 """Pipeline and hybrid execution: same packets as RTC, flows stay on one
 replica in order, full rings, shutdown, the corpus."""
 import collections
-import random
 import struct
 
 import pytest
 
 from pynf import conntrack, pcap
 
-import packets as P
-from support import conserved, run_pynf, write_pcap
+from support import conserved, flow_frames, run_pynf, write_pcap
 
 pytestmark = pytest.mark.jit
 
@@ -20,20 +18,7 @@ def run(args, io_kind="mem"):
     return run_pynf(args, io_kind)
 
 
-def flow_frames(nflows=60, per_flow=30, seed=4):
-    """Interleaved packets of many flows; the IP id numbers each flow's packets."""
-    rng = random.Random(seed)
-    flows = [(f"10.1.{rng.randrange(256)}.{rng.randrange(1, 255)}", f"10.0.0.{rng.randrange(1, 200)}",
-              rng.randrange(1024, 65536), rng.choice([80, 443, 53]), rng.choice([P.udp, P.tcp]))
-             for _ in range(nflows)]
-    seqs = [0] * nflows
-    frames = []
-    for _ in range(nflows * per_flow):
-        k = rng.randrange(nflows)
-        src, dst, sp, dp, mk = flows[k]
-        frames.append(mk(src, dst, sport=sp, dport=dp, ident=seqs[k]))
-        seqs[k] += 1
-    return frames
+
 
 
 def by_flow(frames):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pynf import cli, placement
+from pynf import cli
 from pynf.placement import Profile, groupings, predict, rank
 
 
@@ -88,7 +88,6 @@ def test_plan_needs_cores():
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["plan", "acl"], out, err) == 2
     assert cli.main(["run", "--auto", "acl", "--rtc", "acl"], out, err) == 2
-    assert placement is not None
 
 
 def test_replicas_hold_fewer_flows():

@@ -62,10 +62,6 @@ class NFControl:
     def replace(self, make):
         self.rt.replace_state(self.name, make)
 
-    @property
-    def n_ports(self):
-        return self.rt.ctx.n_ports
-
 
 @dataclass
 class Change:

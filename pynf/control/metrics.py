@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
-from pynf.errors import UsageError
+from pynf.errors import UsageError, is_decimal
 from pynf.slots import NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
 from pynf.stats import report
 
@@ -170,13 +170,25 @@ class RunCollector:
                     yield c
 
 
+def scrape(addr, port, timeout=10):
+    """Read a pynf's /metrics back: {(sample name, ((label, value), ...)): value},
+    parsed with prometheus_client's own parser (bench.dashboard, the tests)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(f"http://{addr}:{port}/metrics", timeout=timeout) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
 def parse_listen(text):
     """'[ADDR:]PORT' -> (addr, port); ADDR defaults to 127.0.0.1."""
     addr, sep, port = text.rpartition(":")
     if not sep:
         addr = "127.0.0.1"
     addr = addr.strip("[]") or "127.0.0.1"
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if not is_decimal(port) or not 0 < int(port) < 65536:
         raise UsageError(f"--metrics {text}: want [ADDR:]PORT with PORT 1..65535")
     return addr, int(port)
 

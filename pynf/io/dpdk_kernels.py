@@ -82,6 +82,7 @@ def rx(src, base, h, b, burst, drops, ws):
         if src.pace[1] > now:
             return 0
     n = 0
+    nbytes = 0
     np_ = len(src.ports)
     r = src.rr[0]
     for _ in range(np_):
@@ -101,6 +102,7 @@ def rx(src, base, h, b, burst, drops, ws):
             b.in_port[k] = src.pnum[r]
             nb += b.len[k]
         ws[W_RX_BYTES] += nb
+        nbytes += nb
         src.pstat[r, 0] += got
         src.pstat[r, 1] += nb
         n += got
@@ -110,9 +112,8 @@ def rx(src, base, h, b, burst, drops, ws):
         if n >= want:
             break
     src.rr[0] = r
-    if paced:
-        for k in range(n):
-            src.pace[1] += (b.len[k] + 24) * 8 * src.pace[0] + src.pace[2]
+    if paced:                           # the burst's wire bits (+ FCS, preamble, gap) or frames
+        src.pace[1] += (nbytes + 24 * n) * 8 * src.pace[0] + n * src.pace[2]
     ws[W_RX] += n
     st[S_RECEIVED] += n
     if st[S_BUDGET] >= 0:
