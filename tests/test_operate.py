@@ -19,6 +19,7 @@ import pytest
 from pynf import classify
 from pynf.control.metrics import scrape
 from pynf.control.server import ask
+from pynf.errors import UsageError
 
 from support import ROOT, conserved
 
@@ -327,3 +328,36 @@ def test_scale_a_stage_while_a_paced_replay_runs(tmp_path, io_kind):
         backend.setdefault(key, set()).add((f[30:34], f[36:38]))
     assert all(v == sorted(v) for v in ids.values())    # per-flow order kept
     assert all(len(v) == 1 for v in backend.values())   # one backend per flow
+
+
+def test_lb_load_makes_the_services_the_files(tmp_path):
+    """`lb load`: a backend the file drops goes, a draining one it lists is
+    active again, new backends and services come; the config follows."""
+    from nfs import lb
+    cfg = lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80), (0xC0A80102, 80))),))
+    st = lb.make_state(cfg)
+    lb.drain_backend(st, (0xC0A80102, 80), (0x0A000001, 80))
+
+    class NFCtl:                        # what pynf.control.commands.NFControl offers lb
+        config = cfg
+
+        def states(self):
+            return [st]
+
+        def control(self, fn):
+            fn(st)
+
+        def set_config(self, c):
+            self.config = c
+    ctl = NFCtl()
+    f = tmp_path / "services.txt"
+    f.write_text("10.0.0.1:80 192.168.1.2:80 192.168.1.3:80\n10.0.0.2:53 192.168.2.1:53\n")
+    change = lb._load(ctl, str(f))
+    assert len(lb.services(st)) == 1            # checked and built, not applied yet
+    change.apply()
+    assert lb.services(st) == [(0x0A000001, 80, [(0xC0A80103, 80, "active"), (0xC0A80102, 80, "active")]),
+                               (0x0A000002, 53, [(0xC0A80201, 53, "active")])]
+    assert ctl.config.services[1] == (0x0A000002, 53, ((0xC0A80201, 53),))
+    f.write_text("192.168.1.2:80\n")            # a paper-mode file for a services-mode lb
+    with pytest.raises(UsageError, match="mode"):
+        lb._load(ctl, str(f))
