@@ -36,15 +36,15 @@ from pynf.errors import UsageError
 from pynf.nf import DROP, nf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AclConfig:
-    rules: tuple = ()
+    rules: classify.RuleSet
 
     @classmethod
     def from_context(cls, ctx):
         if ctx.acl_rules:
-            return cls(tuple(classify.parse_rules(ctx.acl_rules)))
-        return cls(tuple(classify.parse_rule(t) for t in default_rules(ctx.seed)))
+            return cls(classify.parse_rules(ctx.acl_rules))
+        return cls(classify.RuleSet.of(classify.parse_rule(t) for t in default_rules(ctx.seed)))
 
 
 def default_rules(seed=1):
@@ -64,7 +64,7 @@ AclState = namedtuple("AclState", "cls hits")
 
 
 def make_state(cfg):
-    c = classify.build(list(cfg.rules))
+    c = classify.build(cfg.rules)
     return AclState(c, np.zeros(len(cfg.rules) + 1, dtype=np.int64))
 
 
@@ -82,8 +82,8 @@ def ctl_acl(nfctl, args):
         return "".join(ln + "\n" for ln in lines)
     if verb == "load":
         path = words(args, 2, 2, "acl load FILE")[1]
-        new = AclConfig(tuple(classify.parse_rules(path)))
-        c = classify.build(list(new.rules))          # compiled once, here, shared read-only
+        new = AclConfig(classify.parse_rules(path))
+        c = classify.build(new.rules)          # compiled once, here, shared read-only
 
         def apply():
             nfctl.replace(lambda old: AclState(c, np.zeros(len(new.rules) + 1, dtype=np.int64)))

@@ -119,3 +119,78 @@ def test_default_rules_deny_one_flow_in_sixteen():
     frames = [frame_bytes(fs, 64, i) for i in range(160)]
     got = Chain(["acl"]).run(frames)[0]
     assert [i for i, v in enumerate(got) if v == "acl"] == [i for i in range(160) if i % 16 == 7]
+
+
+def _index_linear(rules, t):
+    return next((k for k, r in enumerate(rules) if r.matches(*t)), len(rules))
+
+
+def _tuples(rng, n):
+    out = []
+    for _ in range(n):
+        ip = lambda: (rng.choice([10, 172, 192]) << 24 | rng.randrange(4) << 16
+                      | rng.randrange(4) << 8 | rng.randrange(256))
+        out.append((ip(), ip(), rng.choice([0, 53, 80, 1024, 65535, rng.randrange(65536)]),
+                    rng.choice([0, 53, 80, 1024, 65535, rng.randrange(65536)]),
+                    rng.choice([6, 17, 1, 16, 0])))
+    return out
+
+
+@pytest.mark.parametrize("nrules", [1, 63, 64, 65, 300, 1500])
+@pytest.mark.parametrize("kind", [classify.KIND_BITVECTOR, classify.KIND_CHUNKED])
+def test_both_classifiers_match_linear_scan(nrules, kind):
+    """Either algorithm on the same rules: the first match of a linear scan.
+    Chunk and word edges (63, 64, 65 rules; 1,500 rules are 24 chunks in
+    four groups) and rules that no packet meets are covered."""
+    rng = random.Random(nrules * 7 + kind)
+    rules = [classify.parse_rule(t) for t in random_rules(rng, nrules)]
+    c = classify.build(classify.RuleSet.of(rules), kind)
+    assert c.hdr[classify.H_KIND] == kind
+    for t in _tuples(rng, 300):
+        assert classify.first_match(c, *t) == _index_linear(rules, t), t
+
+
+def test_rule_count_chooses_the_algorithm(tmp_path):
+    rs = classify.RuleSet.of([classify.parse_rule("@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00")])
+    assert classify.build(rs).hdr[classify.H_KIND] == classify.KIND_BITVECTOR
+    n = classify.BITVECTOR_MAX + 1
+    path = rules_file(tmp_path, [f"@10.{k >> 8 & 255}.{k & 255}.0/24 0.0.0.0/0 0 : 65535 "
+                                 f"{k % 1000} : {k % 1000 + 9} 0x06/0xff" for k in range(n)])
+    many = classify.parse_rules(path)
+    assert len(many) == n and classify.build(many).hdr[classify.H_KIND] == classify.KIND_CHUNKED
+
+
+def test_bulk_reader_agrees_with_line_by_line(tmp_path):
+    """parse_rules reads the common spelling in bulk and hands every other
+    line to parse_rule: the rules are the same either way."""
+    lines = [
+        "# comment line", "",
+        "@10.0.0.0/8 0.0.0.0/0 0 : 65535 80 : 80 0x06/0xff allow",
+        "  @1.2.3.4/32\t5.6.7.8/32 1:2 3:4 0x11/0xFF deny   # trailing comment",
+        "@1.2.3.4/32 5.6.7.8/32 0x10 : 0x20 3 : 4 0x11/0xff ALLOW",       # hex ports: line by line
+        "@ 1.2.3.4/32 5.6.7.8/32 1 : 2 3 : 4 0x11/0xff",                   # blank after '@'
+        "@1.0.0.0/8\t2.0.0.0/8\t0 : 65535\t53 : 53\t0x11/0xFF\t0x0000/0x0200",
+        "@1.0.0.0/8 2.0.0.0/8 0 : 65535 53 : 53 0x11/0xFF 0x0000/0x0200 Allow",
+        "@001.2.3.4/032 5.6.7.8/8 000080 : 81 0 : 0 17/255",               # leading zeros, decimal proto
+        "@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x0/0x0",
+    ]
+    path = rules_file(tmp_path, lines)
+    bulk = classify.parse_rules(path)
+    one = [classify.parse_rule(t.split("#")[0], path, no) for no, t in enumerate(lines, 1)
+           if t.split("#")[0].strip()]
+    assert list(bulk) == one
+    assert [r.line for r in bulk] == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("line,msg", [
+    ("@10.0.0.0/8 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xff allow extra", "unexpected"),
+    ("@10.0.0.0/8 0.0.0.0/0 0 : 65535 0 : 65535 0x106/0xff", "out of range"),
+    ("@10.0.0.0/8 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xff 0x0/0x0allow", "unexpected"),
+    ("@10.0.0.0/8 0.0.0.0/0 0 : 6553\u00b2 0 : 65535 0x06/0xff", "bad source port"),
+])
+def test_bad_lines_after_many_good_ones(tmp_path, line, msg):
+    good = [f"@10.{k >> 8}.{k & 255}.0/24 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xff" for k in range(3000)]
+    path = rules_file(tmp_path, good + [line] + good[:5])
+    with pytest.raises(ConfigError) as e:
+        classify.parse_rules(path)
+    assert str(e.value).startswith(f"{path}:3001: ") and msg in str(e.value), str(e.value)
