@@ -32,14 +32,15 @@ def _timed(cmd, timeout):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rules", default="1000,10000,100000")
-    ap.add_argument("--pynf-max", type=int, default=10000, help="largest set to give pynf (100K takes minutes)")
+    ap.add_argument("--pynf-max", type=int, default=100000, help="largest set to give pynf")
     ap.add_argument("--duration", type=float, default=3.0)
     a = ap.parse_args(argv)
     binary = build_cref()
     d = tempfile.mkdtemp(prefix="pynf-acl-")
     files = write_inputs(d, 1024)
-    print("| rules | C rte_acl: start s / RSS MB / Mpps | pynf on DPDK: start s / RSS MB / Mpps |")
-    print("|---|---|---|")
+    print("| rules | C rte_acl: start s / RSS MB / Mpps | pynf on DPDK: start s / RSS MB / Mpps "
+          "| pynf acl cycles/pkt |")
+    print("|---|---|---|---|")
     for n in (int(x) for x in a.rules.split(",")):
         path = os.path.join(d, f"rules{n}.txt")
         with open(path, "w") as f:
@@ -51,7 +52,7 @@ def main(argv=None):
                                 900)
         c = json.loads(out.strip().splitlines()[-1])
         cell_c = f"{wall - a.duration:.2f} / {rss} / {c['mpps']:.2f}"
-        cell_p = "(not run)"
+        cell_p, cyc = "(not run)", ""
         if n <= a.pynf_max:
             mb = int((files["frames"] + 65536) * 5 / 1024) + 512
             out, wall, rss = _timed([sys.executable, "-m", "pynf.cli", "run", "--rtc", "acl,lb,l3fwd",
@@ -60,7 +61,8 @@ def main(argv=None):
                                      "--json", "--quiet", "--control", "off", "--", *eal(files, mb)], 1800)
             p = json.loads(out)
             cell_p = f"{p['startup_s']:.2f} / {rss} / {p['mpps']:.2f}"
-        print(f"| {n:,} | {cell_c} | {cell_p} |", flush=True)
+            cyc = f"{p['nfs']['acl']['cycles_per_packet']:.1f}"
+        print(f"| {n:,} | {cell_c} | {cell_p} | {cyc} |", flush=True)
 
 
 if __name__ == "__main__":

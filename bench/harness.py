@@ -46,11 +46,13 @@ def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, 
     return tot
 
 
-def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats=7, settings=None):
+def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats=7, settings=None,
+            **context):
     """Median and minimum over `repeats` runs (this machine is shared and
-    noisy: the minimum is the least disturbed run, the median the typical)."""
+    noisy: the minimum is the least disturbed run, the median the typical).
+    context: more RunContext fields (acl_rules=PATH, ...)."""
     specs = [load(n) for n in nfs]
-    ctx = RunContext(flows=flows, seed=seed, settings=settings or {})
+    ctx = RunContext(flows=flows, seed=seed, settings=settings or {}, **context)
     states = tuple(s.make_state(s.make_config(ctx)) for s in specs)
     mod = compile_stage(specs)
     f = feed.builtin(flows, frame_size, seed, 1)

@@ -389,7 +389,7 @@ def parse_rules(path):
 
 # ---- building the classifier (cold) ----
 
-BITVECTOR_MAX = 2048     # rules; above it the chunked classifier (see the module's docstring)
+BITVECTOR_MAX = 4096     # rules; above it the chunked classifier (see the module's docstring)
 CHUNK = 64               # rules per chunk: one bit of a summary word, one mask of the check
 KIND_BITVECTOR, KIND_CHUNKED = range(2)
 
@@ -403,13 +403,15 @@ KIND_BITVECTOR, KIND_CHUNKED = range(2)
 Classifier = namedtuple("Classifier", ["tab", "bm", "hdr", "allow", "pts", "rip", "rpt", "rpr", "order"])
 (H_SRC1, H_SRC2, H_SRC3, H_DST1, H_DST2, H_DST3, H_SPORT, H_DPORT, H_PROTO,
  H_SRC_BM, H_DST_BM, H_SPORT_BM, H_DPORT_BM, H_PROTO_BM, H_WORDS, H_RULES,
- H_KIND, H_SRC_PTS, H_DST_PTS, H_CHUNKS, H_FIRST, H_WORD_FIRST) = range(22)
+ H_KIND, H_SRC_PTS, H_DST_PTS, H_CHUNKS, H_FIRST, H_WORD_FIRST, H_GROUPS) = range(23)
+GROUPS = 4              # chunked kind: rules grouped by how wide their addresses are
 # In the chunked kind, H_SRC1/H_SRC2 (H_DST1/H_DST2) are the offsets in
 # `tab` of the first and last interval of each /16, H_*_PTS the offsets in
 # `pts`, H_WORDS the summary words per row, and bits stand for chunks;
 # `order` holds, after the slots, each chunk's first rule (at H_FIRST) and
 # each summary word's first rule (at H_WORD_FIRST), so that a lookup skips
-# what cannot beat the best match so far without touching it.
+# what cannot beat the best match so far without touching it. hdr[H_GROUPS
+# + g] is group g's first chunk (hdr[H_GROUPS + GROUPS]: the chunk count).
 
 
 def _classes(lo, hi, nrules, words, top):
@@ -480,7 +482,7 @@ def _bitvector(rs):
     uniq, inv = np.unique(pm, axis=0, return_inverse=True)
     tabs.append(inv.reshape(-1).astype(np.int32))
     bms.append(uniq)
-    hdr = np.zeros(22, dtype=np.int64)
+    hdr = np.zeros(H_GROUPS + GROUPS + 1, dtype=np.int64)
     hdr[:9] = np.cumsum([0] + [len(t) for t in tabs[:-1]])
     bm_sizes = [b.size for b in bms]
     hdr[H_SRC_BM:H_PROTO_BM + 1] = np.cumsum([0] + bm_sizes[:-1])
@@ -534,7 +536,7 @@ def _chunked(rs):
     dlo, dhi = rs.ranges("dst")
     # groups, widest first: both addresses wide, source wide, destination wide, neither
     group = np.where(rs.src_len < 8, 0, 2) + np.where(rs.dst_len < 8, 0, 1)
-    counts = np.bincount(group, minlength=4)
+    counts = np.bincount(group, minlength=GROUPS)
     padded = (counts + CHUNK - 1) // CHUNK * CHUNK
     start = np.concatenate(([0], np.cumsum(padded)[:-1]))
     npad = int(padded.sum())
@@ -549,8 +551,9 @@ def _chunked(rs):
         out[slot] = col[by_group]
         return out.reshape(nch, CHUNK)
 
-    # never-matching padding: low above high
-    rip = np.stack([place(slo, 1), place(shi, 0), place(dlo, 1), place(dhi, 0)], axis=1)
+    # never-matching padding: low above high, a value outside its mask
+    rip = np.stack([place(slo, 1), place(slo ^ shi ^ 0xFFFFFFFF, 0),
+                    place(dlo, 1), place(dlo ^ dhi ^ 0xFFFFFFFF, 0)], axis=1)
     rpt = np.stack([place(rs.sport_lo, 1), place(rs.sport_hi, 0),
                     place(rs.dport_lo, 1), place(rs.dport_hi, 0)], axis=1)
     rpr = np.stack([place(rs.proto & rs.proto_mask, 0), place(rs.proto_mask, 0)], axis=1)
@@ -587,7 +590,7 @@ def _chunked(rs):
     pbm = np.packbits((hits.astype(np.uint8) @ has.astype(np.uint8)) > 0, axis=1,
                       bitorder="little").view("<u8")
     bms.append(pbm)
-    hdr = np.zeros(22, dtype=np.int64)
+    hdr = np.zeros(H_GROUPS + GROUPS + 1, dtype=np.int64)
     toff = np.cumsum([0] + [len(t) for t in tabs])
     hdr[[H_SRC1, H_SRC2, H_DST1, H_DST2, H_SPORT, H_DPORT]] = toff[:6]
     hdr[[H_SRC_PTS, H_DST_PTS]] = [0, len(ptss[0])]
@@ -596,6 +599,7 @@ def _chunked(rs):
     hdr[H_RULES] = n
     hdr[H_KIND] = KIND_CHUNKED
     hdr[H_CHUNKS] = nch
+    hdr[H_GROUPS:H_GROUPS + GROUPS + 1] = np.concatenate((start, [npad])) // CHUNK
     first = order[::CHUNK]
     word_first = np.minimum.reduceat(first, np.arange(0, nch, 64))
     hdr[H_FIRST] = npad
@@ -648,7 +652,7 @@ def _in_cell(tab, lo_at, hi_at, pts, p_at, x):
 def _chunk_matches(c, k, src, dst, sport, dport, proto):
     """Bit i set when rule i of chunk k matches (64 rules at once)."""
     b = np.uint64(k * 256)
-    return (in_ranges64(c.rip, b, src) & in_ranges64(c.rip, b + np.uint64(128), dst)
+    return (masked_eq64(c.rip, b, src) & masked_eq64(c.rip, b + np.uint64(128), dst)
             & in_ranges64(c.rpt, b, sport) & in_ranges64(c.rpt, b + np.uint64(128), dport)
             & masked_eq64(c.rpr, np.uint64(k * 128), proto))
 
@@ -669,20 +673,37 @@ def _first_chunked(c, src, dst, sport, dport, proto):
     sp16, dp16, pr8 = np.uint16(sport), np.uint16(dport), np.uint8(proto)
     order = c.order
     first, word_first = np.uint64(h[H_FIRST]), np.uint64(h[H_WORD_FIRST])
-    for k in range(w):
+    g1, g2, g3 = h[H_GROUPS + 1], h[H_GROUPS + 2], h[H_GROUPS + 3]
+    nch = h[H_CHUNKS]
+    done = 0            # chunks below this one are settled
+    k = 0
+    while k < w:
         if order[word_first + np.uint64(k)] >= best:
+            # and so is the rest of the group this word ends in
+            last = min(k * 64 + 63, nch - 1)
+            done = max(done, h[H_GROUPS + 1 + (last >= g1) + (last >= g2) + (last >= g3)])
+            k = max(k + 1, done >> 6)
             continue
         x = np.uint64(bm[np.uint64(rs + k)] & bm[np.uint64(rd + k)] & bm[np.uint64(r1 + k)]
                       & bm[np.uint64(r2 + k)] & bm[np.uint64(rp + k)])
+        if done > k * 64:
+            x &= ~((np.uint64(1) << np.uint64(done - k * 64)) - np.uint64(1))
         while x != 0:
             ch = k * 64 + cttz64(x)
+            x &= x - np.uint64(1)
             if order[first + np.uint64(ch)] < best:
                 m = _chunk_matches(c, ch, src32, dst32, sp16, dp16, pr8)
-                if m != 0:
-                    r = np.int64(order[np.uint64(ch * 64 + cttz64(m))])
-                    if r < best:
-                        best = r
-            x &= x - np.uint64(1)
+                if m == 0:
+                    continue
+                best = min(best, np.int64(order[np.uint64(ch * 64 + cttz64(m))]))
+            # A group's chunks run in file order: nothing later in this
+            # chunk's group can beat the best now. Skip to the next group.
+            done = h[H_GROUPS + 1 + (ch >= g1) + (ch >= g2) + (ch >= g3)]
+            if done >= (k + 1) * 64:
+                k = (done >> 6) - 1
+                break
+            x &= ~((np.uint64(1) << np.uint64(done - k * 64)) - np.uint64(1))
+        k += 1
     return best
 
 

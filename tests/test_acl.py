@@ -95,7 +95,7 @@ def random_rules(rng, n):
     return out
 
 
-@pytest.mark.parametrize("nrules", [5, 70, 300])
+@pytest.mark.parametrize("nrules", [5, 70, 300, classify.BITVECTOR_MAX + 500])
 def test_random_rules_match_linear_scan(tmp_path, nrules):
     rng = random.Random(nrules)
     lines = random_rules(rng, nrules)
@@ -136,12 +136,14 @@ def _tuples(rng, n):
     return out
 
 
-@pytest.mark.parametrize("nrules", [1, 63, 64, 65, 300, 1500])
-@pytest.mark.parametrize("kind", [classify.KIND_BITVECTOR, classify.KIND_CHUNKED])
+@pytest.mark.parametrize("nrules,kind", [(n, k) for n in (1, 63, 64, 65, 300, 1500)
+                                          for k in (classify.KIND_BITVECTOR, classify.KIND_CHUNKED)]
+                         + [(5000, classify.KIND_CHUNKED)])
 def test_both_classifiers_match_linear_scan(nrules, kind):
     """Either algorithm on the same rules: the first match of a linear scan.
     Chunk and word edges (63, 64, 65 rules; 1,500 rules are 24 chunks in
-    four groups) and rules that no packet meets are covered."""
+    four groups; 5,000 rules need two summary words, so whole words are
+    skipped) and rules that no packet meets are covered."""
     rng = random.Random(nrules * 7 + kind)
     rules = [classify.parse_rule(t) for t in random_rules(rng, nrules)]
     c = classify.build(classify.RuleSet.of(rules), kind)
