@@ -77,7 +77,7 @@ DONE = {
     "mem": "src.st[3] != 0",
     "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)",
     "dpdk": "src.st[3] != 0",
-    "dring": "upstream_done[0] != 0 and _dk.rings_empty(src)",
+    "dring": "upstream_done[0] != 0 and _ring.rings_empty(src)",
 }
 TX = {
     "mem": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, drops, ws)",

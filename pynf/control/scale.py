@@ -56,18 +56,15 @@ def new_table(table, old, new):
     return t
 
 
-def _empty(rt, workers):
-    """True when the input rings of these workers are empty."""
-    if rt.io.name == "dpdk":
-        from pynf.io.dpdk_kernels import rings_empty
-    else:
-        from pynf.io.ring import rings_empty
+def _empty(workers):
+    """True when the input rings of these workers are empty (either kind)."""
+    from pynf.io.ring import rings_empty
     return all(rings_empty(w.src) for w in workers)
 
 
 def _drain(rt, workers, timeout, what):
     t0 = time.perf_counter()
-    while not _empty(rt, workers):
+    while not _empty(workers):
         if time.perf_counter() - t0 > timeout:
             raise RuntimeFailure(f"scale: {what} did not drain within {timeout} s")
         time.sleep(0.0005)
@@ -100,7 +97,7 @@ def scale(rt, stage, replicas, timeout=5.0):
     for j, spec in enumerate(rt.specs[stage]):
         if spec.migrate is not None:
             spec.migrate(mine[0].states[j], mine[0].states[j], np.zeros(BUCKETS, dtype=np.bool_))
-    _empty(rt, mine)
+    _empty(mine)
     t0 = time.perf_counter()
     moved = 0
     rt.pause(up, timeout)

@@ -439,10 +439,10 @@ class DpdkIO:
         return RteRing(size)
 
     def ring_in(self, rings):
-        return make_ring_in([r.addr for r in rings])
+        return make_ring_in([r.addr for r in rings], rte=True)
 
     def ring_out(self, rings, policy, active=None):
-        return make_ring_out([r.addr for r in rings], policy, active)
+        return make_ring_out([r.addr for r in rings], policy, active, rte=True)
 
     def port_stats(self, p):
         out = shim.dffi.new(f"uint64_t[{len(PORT_STATS)}]")

@@ -9,14 +9,10 @@ import numpy as np
 
 from pynf import shim
 from pynf.config import BURST_MAX, hot
-from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_RING_FULL, R_SLOWPATH_FULL, R_TX_FULL
-from pynf.hashing import hash5
+from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.intrinsics import rdtsc
-from pynf.io.ring import BUCKETS, P_DROP, backoff, sample_fill
+from pynf.io.ring import push_all, ring_count, sample_fill, stage
 from pynf.slots import (
-    RO_FULL,
-    RO_POLICY,
-    RO_WAIT_CYCLES,
     W_INJ_SENT,
     W_ORIG_FAILED,
     W_ORIG_SENT,
@@ -189,7 +185,7 @@ def ring_rx(ri, base, h, b, burst, ws):
     n = 0
     r = ri.rr[0]
     for _ in range(nr):
-        cnt = shim.rte_ring_count(ri.rings[r])
+        cnt = ring_count(ri, r)
         sample_fill(ri, r, cnt)
         if cnt > 0:
             got = shim.rte_ring_dequeue(ri.rings[r], h.ctypes.data + 8 * n, burst - n)
@@ -212,52 +208,15 @@ def ring_rx(ri, base, h, b, burst, ws):
 
 
 @hot
-def rings_empty(ri):
-    for r in range(len(ri.rings)):
-        if shim.rte_ring_count(ri.rings[r]) != 0:
-            return False
-    return True
-
-
-@hot
 def ring_tx(b, live, m, n, h, ro, drops, ws, scratch):
     """Forward live[:m] to the next stage's rte_rings by flow hash (punted
     packets too: the last stage hands them to the slow path)."""
     _free_dropped(b, n, h, scratch)
-    nr = len(ro.rings)
     for j in range(m):
         i = live[j]
-        r = 0
-        if nr > 1:
-            r = ro.table[hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) & (BUCKETS - 1)]
         # user-space addresses fit in 48 bits: the verdict port rides on top
-        ro.stage[r, ro.cnt[r]] = h[i] | (np.uint64(b.port[i]) << np.uint64(48))
-        ro.cnt[r] += 1
-    sent = 0
-    for r in range(nr):
-        c = ro.cnt[r]
-        done = 0
-        spins = 0
-        t_wait = 0
-        while done < c:
-            done += shim.rte_ring_enqueue(ro.rings[r], ro.stage[r].ctypes.data + 8 * done, c - done)
-            if done < c:
-                if ro.opts[RO_POLICY] == P_DROP:
-                    for k in range(done, c):
-                        scratch[k - done] = ro.stage[r, k] & np.uint64(0xFFFFFFFFFFFF)   # strip the verdict
-                    shim.dpdk_free_bulk(scratch.ctypes.data, c - done)
-                    drops[R_RING_FULL] += c - done
-                    break
-                ro.opts[RO_FULL] += 1
-                if spins == 0:
-                    t_wait = rdtsc()
-                spins += 1
-                backoff(spins)
-        if spins > 0:
-            ro.opts[RO_WAIT_CYCLES] += rdtsc() - t_wait
-        sent += done
-        ro.cnt[r] = 0
-    ws[W_TX] += sent
+        stage(ro, b, i, h[i] | (np.uint64(b.port[i]) << np.uint64(48)))
+    ws[W_TX] += push_all(ro, drops, scratch)
 
 
 @hot
