@@ -12,6 +12,7 @@ import struct
 
 import numpy as np
 
+from pynf.config import hot
 from pynf.errors import UsageError
 
 MAGIC_US = 0xA1B2C3D4
@@ -104,7 +105,35 @@ class Writer:
         self.f.write(b"".join(parts))
         self.count += len(offs)
 
+    def write_templates(self, arena, t_off, t_len, t_copy, seq):
+        """Frames seq[i] of a template arena (pynf.io.feed: t_copy[t] bytes of
+        template t, zeros up to t_len[t]), at time 0, as one write."""
+        seq = np.asarray(seq, dtype=np.int64)
+        lens = np.minimum(np.asarray(t_len)[seq], SNAPLEN)
+        out = np.zeros(16 * len(seq) + int(lens.sum()), dtype=np.uint8)
+        _fill_records(arena, t_off, t_len, t_copy, seq, SNAPLEN, out)
+        self.f.write(out.data)
+        self.count += len(seq)
+
     def close(self):
         if self.f:
             self.f.close()
             self.f = None
+
+
+@hot
+def _fill_records(arena, t_off, t_len, t_copy, seq, snap, out):
+    """pcap records (little-endian, time 0) of seq's templates into out,
+    which is zeroed and sized for them."""
+    o = 0
+    for j in range(len(seq)):
+        t = seq[j]
+        ln = min(np.int64(t_len[t]), snap)
+        c = min(np.int64(t_copy[t]), ln)
+        for k in range(4):
+            out[o + 8 + k] = (ln >> (8 * k)) & 0xFF        # captured length
+            out[o + 12 + k] = (ln >> (8 * k)) & 0xFF       # original length
+        src = np.int64(t_off[t])
+        for k in range(c):
+            out[o + 16 + k] = arena[src + k]
+        o += 16 + ln

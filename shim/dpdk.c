@@ -183,9 +183,9 @@ int pynf_port_stats(uint16_t port, uint64_t *out)
 	return 0;
 }
 
-void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, int socket)
+void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, uint16_t data_room, int socket)
 {
-	return rte_pktmbuf_pool_create(name, n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+	return rte_pktmbuf_pool_create(name, n, cache, 0, data_room ? data_room : RTE_MBUF_DEFAULT_BUF_SIZE,
 				       socket < 0 ? SOCKET_ID_ANY : socket);
 }
 

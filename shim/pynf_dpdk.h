@@ -33,7 +33,8 @@ int pynf_port_setup(uint16_t port, uint16_t nrxq, uint16_t ntxq, uint16_t nrxd,
 int pynf_port_stop(uint16_t port);
 int pynf_port_stats(uint16_t port, uint64_t *out);   /* 8 counters, see dpdk.c */
 
-void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, int socket);
+/* data_room: headroom + data bytes per mbuf; 0: RTE_MBUF_DEFAULT_BUF_SIZE */
+void *pynf_pool_create(const char *name, uint32_t n, uint32_t cache, uint16_t data_room, int socket);
 void pynf_pool_free(void *pool);
 uint32_t pynf_pool_in_use(void *pool);
 int pynf_pool_span(void *pool, uint64_t *lo, uint64_t *hi);
