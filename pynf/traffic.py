@@ -30,11 +30,13 @@ def _fold_not(s):
     return (~s) & 0xFFFF
 
 
-def build_templates(fs, frame_size):
+def build_templates(fs, frame_size, ids=None):
     """Header templates, one row per flow: uint8[flows, min(TEMPLATE, len)].
 
     Bytes beyond the template are payload zeros, which the checksums
-    include (zeros add nothing to a one's-complement sum).
+    include (zeros add nothing to a one's-complement sum). ids: each row's
+    flow number, where fs holds the flows in another order (it sets the IP
+    identification); default 0, 1, ...
     """
     if not MIN_FRAME <= frame_size <= MAX_FRAME:
         raise ValueError(f"frame size {frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
@@ -51,7 +53,7 @@ def build_templates(fs, frame_size):
     proto = fs.proto.astype(np.int64)
     sport = fs.sport.astype(np.int64)
     dport = fs.dport.astype(np.int64)
-    ident = np.arange(n, dtype=np.int64) & 0xFFFF
+    ident = (np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)) & 0xFFFF
     t[14] = 0x45
     _put(t, 16, ln - 14, 2)
     _put(t, 18, ident, 2)                       # identification
