@@ -54,8 +54,7 @@ def write_inputs(d, flows, seed=1):
     fd = feed.builtin(flows, 64, seed, 1)
     path = os.path.join(d, "traffic.pcap")
     w = pcap.Writer(path)
-    for t in fd.seqs[0].tolist():
-        w.write(fd.arena[fd.t_off[t]:fd.t_off[t] + fd.t_copy[t]].tobytes(), 0)
+    w.write_templates(fd.arena, fd.t_off, fd.t_len, fd.t_copy, fd.seqs[0])
     w.close()
     files["pcap"] = path
     files["frames"] = len(fd.seqs[0])
