@@ -30,9 +30,10 @@ the fast path only reads them):
   address bits stay selective. A chunk is a candidate when each field has
   a rule of the chunk that matches it; its 64 rules are then compared
   field by field in one vectorised pass (structure of arrays), and the
-  lowest match is the chunk's first. Candidates whose first rule comes
-  after the best match so far are skipped. Memory is intervals x
-  rules / 64 for the summaries and 40 bytes per rule for the check; an
+  lowest match is the chunk's first. A candidate whose first rule comes
+  after the best match so far is skipped, and with it the rest of its
+  group (a group's chunks run in file order). Memory is intervals x
+  rules / 64 for the summaries and 30 bytes per rule for the check; an
   address's interval is found through a table of its /16 and a binary
   search among the boundaries inside that /16.
 """
@@ -397,7 +398,7 @@ KIND_BITVECTOR, KIND_CHUNKED = range(2)
 # registers): class or interval tables in `tab`, bitmaps in `bm`, offsets
 # in `hdr`, the action of rule r in allow[r]. The chunked kind adds the
 # interval boundaries of the addresses (`pts`), the chunks' rules as
-# structure of arrays (`rip`: src lo, src hi, dst lo, dst hi; `rpt`: sport
+# structure of arrays (`rip`: src value, src mask, dst value, dst mask; `rpt`: sport
 # lo, hi, dport lo, hi; `rpr`: proto & mask, mask; 64 of each per chunk)
 # and each chunk slot's rule number in file order (`order`).
 Classifier = namedtuple("Classifier", ["tab", "bm", "hdr", "allow", "pts", "rip", "rpt", "rpr", "order"])
