@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit
 
 from pynf.config import hot
-from pynf.errors import ConfigError, format_ipv4, parse_ipv4, read_lines
+from pynf.errors import ConfigError, format_ipv4, parse_ipv4, read_bytes, read_lines
 from pynf.intrinsics import cttz64, in_ranges64, masked_eq64
 
 
@@ -119,9 +119,9 @@ class RuleSet:
         return len(self.src)
 
     def __getitem__(self, k):
-        v = [int(getattr(self, f)[k]) for f in FIELDS]
-        v[10] = bool(v[10])
-        return Rule(*v)
+        r = {f: int(getattr(self, f)[k]) for f in FIELDS}
+        r["allow"] = bool(r["allow"])
+        return Rule(**r)
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))
@@ -367,13 +367,9 @@ _ODD = re.compile(rb"[^\x20-\x7e\t\n]")
 
 def parse_rules(path):
     """The rules of a file as a RuleSet; a bad line is a ConfigError naming it."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConfigError(path, 0, f"cannot read: {e.strerror or e}") from None
+    raw = read_bytes(path)
     if _ODD.search(raw):
-        return RuleSet.of([parse_rule(text, path, no) for no, text in read_lines(path)])
+        return RuleSet.of([parse_rule(text, path, no) for no, text in read_lines(path, raw)])
     buf = np.frombuffer(raw, dtype=np.uint8)
     most = raw.count(b"\n") + 1
     out = np.zeros((11, most), dtype=np.int64)
@@ -457,10 +453,10 @@ def _dir_16_8_8(points, cls):
     return l1, cat(l2), cat(l3)
 
 
-def _proto_hits(rs):
-    """hits[v, r]: rule r's protocol field matches protocol v."""
+def _proto_hits(proto, mask):
+    """hits[v, r]: protocol v matches protocol field r (proto[r]/mask[r])."""
     v = np.arange(256, dtype=np.int64)[:, None]
-    return (v & rs.proto_mask) == (rs.proto & rs.proto_mask)
+    return (v & mask) == (proto & mask)
 
 
 def _bitvector(rs):
@@ -477,7 +473,7 @@ def _bitvector(rs):
         tabs.append(cls[_interval(pts, np.arange(1 << 16))].astype(np.int32))
         bms.append(bm)
     pm = np.zeros((256, words), dtype=np.uint64)
-    hits = _proto_hits(rs)
+    hits = _proto_hits(rs.proto, rs.proto_mask)
     for r in range(n):
         pm[hits[:, r], r >> 6] |= np.uint64(1 << (r & 63))
     uniq, inv = np.unique(pm, axis=0, return_inverse=True)
@@ -586,8 +582,7 @@ def _chunked(rs):
                             return_inverse=True)
     has = np.zeros((pairs.shape[1], words * 64), dtype=np.bool_)
     has[pair.reshape(-1)[by_group], slot // CHUNK] = True
-    v = np.arange(256)[:, None]
-    hits = (v & pairs[1]) == pairs[0]                               # (256, pairs)
+    hits = _proto_hits(pairs[0], pairs[1])                          # (256, pairs)
     pbm = np.packbits((hits.astype(np.uint8) @ has.astype(np.uint8)) > 0, axis=1,
                       bitorder="little").view("<u8")
     bms.append(pbm)
@@ -659,6 +654,18 @@ def _chunk_matches(c, k, src, dst, sport, dport, proto):
 
 
 @hot(inline="always")
+def _group_end(h, ch):
+    """First chunk after the group that chunk ch belongs to."""
+    return h[H_GROUPS + 1 + (ch >= h[H_GROUPS + 1]) + (ch >= h[H_GROUPS + 2]) + (ch >= h[H_GROUPS + 3])]
+
+
+@hot(inline="always")
+def _bits_from(n):
+    """A word with bits n..63 set (0 <= n < 64)."""
+    return ~((np.uint64(1) << np.uint64(n)) - np.uint64(1))
+
+
+@hot(inline="always")
 def _first_chunked(c, src, dst, sport, dport, proto):
     tab, bm, h = c.tab, c.bm, c.hdr
     w = h[H_WORDS]
@@ -674,21 +681,19 @@ def _first_chunked(c, src, dst, sport, dport, proto):
     sp16, dp16, pr8 = np.uint16(sport), np.uint16(dport), np.uint8(proto)
     order = c.order
     first, word_first = np.uint64(h[H_FIRST]), np.uint64(h[H_WORD_FIRST])
-    g1, g2, g3 = h[H_GROUPS + 1], h[H_GROUPS + 2], h[H_GROUPS + 3]
     nch = h[H_CHUNKS]
     done = 0            # chunks below this one are settled
     k = 0
     while k < w:
         if order[word_first + np.uint64(k)] >= best:
             # and so is the rest of the group this word ends in
-            last = min(k * 64 + 63, nch - 1)
-            done = max(done, h[H_GROUPS + 1 + (last >= g1) + (last >= g2) + (last >= g3)])
+            done = max(done, _group_end(h, min(k * 64 + 63, nch - 1)))
             k = max(k + 1, done >> 6)
             continue
         x = np.uint64(bm[np.uint64(rs + k)] & bm[np.uint64(rd + k)] & bm[np.uint64(r1 + k)]
                       & bm[np.uint64(r2 + k)] & bm[np.uint64(rp + k)])
         if done > k * 64:
-            x &= ~((np.uint64(1) << np.uint64(done - k * 64)) - np.uint64(1))
+            x &= _bits_from(done - k * 64)
         while x != 0:
             ch = k * 64 + cttz64(x)
             x &= x - np.uint64(1)
@@ -699,11 +704,11 @@ def _first_chunked(c, src, dst, sport, dport, proto):
                 best = min(best, np.int64(order[np.uint64(ch * 64 + cttz64(m))]))
             # A group's chunks run in file order: nothing later in this
             # chunk's group can beat the best now. Skip to the next group.
-            done = h[H_GROUPS + 1 + (ch >= g1) + (ch >= g2) + (ch >= g3)]
+            done = _group_end(h, ch)
             if done >= (k + 1) * 64:
                 k = (done >> 6) - 1
                 break
-            x &= ~((np.uint64(1) << np.uint64(done - k * 64)) - np.uint64(1))
+            x &= _bits_from(done - k * 64)
         k += 1
     return best
 

@@ -40,17 +40,27 @@ def format_ipv4(v):
     return f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}"
 
 
-def read_lines(path):
-    """(line number, text) of the meaningful lines of a config file.
-
-    Blank lines and '#' comments are skipped. An unreadable file is a
-    ConfigError naming it.
-    """
+def read_bytes(path):
+    """A config file's bytes; an unreadable file is a ConfigError naming it."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path, 0, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(path, 0, f"cannot read: {e.strerror or e}") from None
+
+
+def read_lines(path, raw=None):
+    """(line number, text) of the meaningful lines of a config file (its
+    bytes `raw`, where the caller has read them already).
+
+    Blank lines and '#' comments are skipped. An unreadable file, or one
+    that is not UTF-8, is a ConfigError naming it.
+    """
+    raw = read_bytes(path) if raw is None else raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, 0, f"cannot read: {e}") from None
     out = []
     for no, line in enumerate(text.splitlines(), 1):
         s = line.split("#", 1)[0].strip()

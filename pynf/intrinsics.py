@@ -216,34 +216,28 @@ def _lanes_ok(arr, off, x):
             and not arr.dtype.signed and isinstance(off, types.Integer) and isinstance(x, types.Integer))
 
 
-@intrinsic
-def _in_ranges64(typingctx, arr, off, x):
-    if not _lanes_ok(arr, off, x):
-        return None
+def _lanes64(test):
+    """An intrinsic (arr, off, x) -> uint64 whose bit i is test(builder,
+    arr[off+i], arr[off+64+i], x) over 64 unsigned lanes."""
+    @intrinsic
+    def lanes(typingctx, arr, off, x):
+        if not _lanes_ok(arr, off, x):
+            return None
 
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        off = context.cast(builder, args[1], signature.args[1], types.intp)
-        lo, hi = _vec_loads(context, builder, aryty, args[0], off, 2)
-        xv = _splat(context, builder, args[2], signature.args[2], aryty.dtype)
-        ok = builder.and_(builder.icmp_unsigned("<=", lo, xv), builder.icmp_unsigned("<=", xv, hi))
-        return builder.bitcast(ok, ir.IntType(64))
-    return types.uint64(arr, off, x), codegen
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            off = context.cast(builder, args[1], signature.args[1], types.intp)
+            a, b = _vec_loads(context, builder, aryty, args[0], off, 2)
+            xv = _splat(context, builder, args[2], signature.args[2], aryty.dtype)
+            return builder.bitcast(test(builder, a, b, xv), ir.IntType(64))
+        return types.uint64(arr, off, x), codegen
+    return lanes
 
 
-@intrinsic
-def _masked_eq64(typingctx, arr, off, x):
-    if not _lanes_ok(arr, off, x):
-        return None
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        off = context.cast(builder, args[1], signature.args[1], types.intp)
-        val, mask = _vec_loads(context, builder, aryty, args[0], off, 2)
-        xv = _splat(context, builder, args[2], signature.args[2], aryty.dtype)
-        ok = builder.icmp_unsigned("==", builder.and_(xv, mask), val)
-        return builder.bitcast(ok, ir.IntType(64))
-    return types.uint64(arr, off, x), codegen
+# lo <= x <= hi, and x & mask == value
+_in_ranges64 = _lanes64(lambda bd, lo, hi, x: bd.and_(bd.icmp_unsigned("<=", lo, x),
+                                                      bd.icmp_unsigned("<=", x, hi)))
+_masked_eq64 = _lanes64(lambda bd, val, mask, x: bd.icmp_unsigned("==", bd.and_(x, mask), val))
 
 
 if NO_JIT:

@@ -7,8 +7,6 @@ wire rates the 20 bytes of preamble and inter-frame gap.
 """
 import numpy as np
 
-from pynf.flows import make_flows
-
 FCS = 4
 WIRE_OVERHEAD = 20          # preamble + SFD + inter-frame gap
 MIN_FRAME, MAX_FRAME = 64, 1518
@@ -91,8 +89,3 @@ def frame_bytes(fs, frame_size, i):
     """Flow i's whole frame as bytes (tests, pcap export)."""
     t = build_templates(fs, frame_size)[i]
     return t.tobytes() + bytes(frame_size - FCS - len(t))
-
-
-def make(flows, frame_size, seed=1):
-    fs = make_flows(flows, seed)
-    return fs, build_templates(fs, frame_size)

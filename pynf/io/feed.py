@@ -14,7 +14,7 @@ import numpy as np
 from pynf import pcap, traffic
 from pynf.batch import make_batch
 from pynf.config import hot
-from pynf.flows import make_flows
+from pynf.flows import FlowSet, make_flows
 from pynf.hashing import hash5
 from pynf.packet import parse_one
 
@@ -80,14 +80,17 @@ def builtin(flows, frame_size, seed, nq):
     seqs = []
     for k in range(nq):
         mine = np.nonzero(q == k)[0].astype(np.int32)
-        reps = max(1, -(-MIN_SEQ // len(mine))) if len(mine) else 0
-        seqs.append(np.concatenate([rng.permutation(mine) for _ in range(reps)] + [mine[:0]]))
+        if len(mine) == 0:
+            seqs.append(mine)
+            continue
+        reps = max(1, -(-MIN_SEQ // len(mine)))
+        seqs.append(np.concatenate([rng.permutation(mine) for _ in range(reps)]))
     # The arena holds the templates in arrival order, a template per arrival:
     # the receive kernel then reads it front to back, as a NIC's descriptor
     # ring is read, instead of jumping to a random flow's template (at a
     # million flows that was a cache miss per packet: 0.43x the 1K-flow rate)
     order = np.concatenate(seqs)
-    tmpl = traffic.build_templates(type(fs)(*(a[order] for a in fs)), frame_size, ids=order)
+    tmpl = traffic.build_templates(FlowSet(*(a[order] for a in fs)), frame_size, ids=order)
     width = tmpl.shape[1]
     n = len(order)
     arena = tmpl.reshape(-1)

@@ -89,9 +89,10 @@ def free_refused(ro, r, at, n, frees):
     raise NotImplementedError("compiled code only")
 
 
-# NB: not overload(..., inline="always"): Numba's IR inlining of these
-# mixed up the drop path's loop variables (buffers freed twice; the tiny-ring
-# test in tests/test_pipeline.py caught it). LLVM inlines them anyway.
+# NB: not overload(..., inline="always"): with Numba's IR inlining of these
+# the drop path freed buffers twice (the tiny-ring test in
+# tests/test_pipeline.py caught it; the cause was not pinned down). LLVM
+# inlines them anyway.
 @overload(ring_count)
 def _ov_count(rs, r):
     if _rte(rs):
