@@ -10,6 +10,7 @@ tables first so that steady state is measured.
 import numpy as np
 from numba import njit
 
+from pynf import flowcache
 from pynf.batch import make_batch, make_live
 from pynf.context import RunContext
 from pynf.drops import MAX_REASONS
@@ -25,7 +26,7 @@ RING = 8            # bursts of buffers in rotation: a mempool cache reuses buff
 
 
 @njit(nogil=True, _nrt=False)
-def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, nbursts, burst):
+def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, fc, nbursts, burst):
     pos = 0
     tot = 0
     nseq = len(seq)
@@ -41,20 +42,23 @@ def _run(stage, states, mem, arena, t_off, t_copy, seq, b, live, drops, nfstat, 
             b.off[i] = o
             b.len[i] = 60
         t0 = rdtsc()
-        stage(b, live, burst, 1, drops, nfstat, *states)   # flags: F_FIRST
+        stage(b, live, burst, 1, drops, nfstat, fc, *states)   # flags: F_FIRST
         tot += rdtsc() - t0
     return tot
 
 
 def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats=7, settings=None,
-            **context):
+            flow_cache=0, **context):
     """Median and minimum over `repeats` runs (this machine is shared and
     noisy: the minimum is the least disturbed run, the median the typical).
-    context: more RunContext fields (acl_rules=PATH, ...)."""
+    flow_cache: entries (0, the default: off, so that the NFs themselves
+    are measured). context: more RunContext fields (acl_rules=PATH, ...)."""
     specs = [load(n) for n in nfs]
     ctx = RunContext(flows=flows, seed=seed, settings=settings or {}, **context)
-    states = tuple(s.make_state(s.make_config(ctx)) for s in specs)
-    mod = compile_stage(specs)
+    configs = [s.make_config(ctx) for s in specs]
+    states = tuple(s.make_state(c) for s, c in zip(specs, configs))
+    mod = compile_stage(specs, cached=[flow_cache > 0 and s.cacheable(c) for s, c in zip(specs, configs)])
+    fc = flowcache.make(flow_cache if mod.FC_VW else 0, mod.FC_VW)
     f = feed.builtin(flows, frame_size, seed, 1)
     mem = np.zeros(RING * burst * SLOT, dtype=np.uint8)
     b = make_batch(mem)
@@ -62,7 +66,7 @@ def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats
     drops = np.zeros(MAX_REASONS, dtype=np.int64)
     nfstat = np.zeros((len(specs) + 1, NF_COLS), dtype=np.int64)
     seq = f.seqs[0]
-    args = (mod.stage, states, mem, f.arena, f.t_off, f.t_copy, seq, b, live, drops, nfstat)
+    args = (mod.stage, states, mem, f.arena, f.t_off, f.t_copy, seq, b, live, drops, nfstat, fc)
     _run(*args, max(len(seq) // burst + 1, 100), burst)          # warm-up: tables filled, code compiled
     pkts = nbursts * burst
     runs = []

@@ -25,7 +25,9 @@ from pynf.context import RunContext
 from pynf.drops import MAX_REASONS
 from pynf.io import feed
 from pynf.nf import load
-from pynf.stage import NFSTAT_COLS, compile_stage
+from pynf import flowcache
+from pynf.slots import NF_COLS
+from pynf.stage import compile_stage
 
 BURST = 32
 
@@ -38,9 +40,9 @@ def setup(token, flows):
     mod = compile_stage(specs)
     f = feed.builtin(flows, 64, 1, 1)
     mem = np.zeros(RING * BURST * SLOT, dtype=np.uint8)
-    nfstat = np.zeros((2, NFSTAT_COLS), dtype=np.int64)
+    nfstat = np.zeros((2, NF_COLS), dtype=np.int64)
     args = (mod.stage, states, mem, f.arena, f.t_off, f.t_copy, f.seqs[0], make_batch(mem), make_live(),
-            np.zeros(MAX_REASONS, dtype=np.int64), nfstat)
+            np.zeros(MAX_REASONS, dtype=np.int64), nfstat, flowcache.make(0, 1))
     _run(*args, max(len(f.seqs[0]) // BURST + 1, 100), BURST)      # tables filled
     return args, nfstat
 

@@ -34,6 +34,10 @@ Drops:      ttl         TTL was 0 or 1 (RFC 1812 5.3.1)
             no_route    no route for the destination
             local       to one of pynf's addresses, and not an ICMP echo request
             ip_csum     the IPv4 header checksum is wrong (RFC 1812 5.2.2)
+Flow cache: cacheable (the key holds the TTL; routes, settings and the
+            neighbour table's changes invalidate it); a packet whose IPv4
+            checksum is checked and wrong, and in router mode any ICMP
+            packet, runs l3fwd itself; a served packet marks its neighbour used.
 Settings:   default_port   port for misses (-1: drop, the default)
             verify_ip_csum
                            check each IPv4 header's checksum and drop the
@@ -58,6 +62,7 @@ from pynf.access import load8, load16, store8, store16
 from pynf.config import BURST_MAX, hot
 from pynf.control import neigh
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
+from pynf.flowcache import Cacheable
 from pynf.flows import DEFAULT_BACKENDS
 from pynf.hashing import hash32, hash32_many
 from pynf.nf import MAX_PORT, drop, nf, slowpath
@@ -150,7 +155,7 @@ def parse_routes(path, nports=None):
 
 
 L3State = namedtuple("L3State", "routes src_mac dst_mac opts h lpm rt_port rt_nh rt_kind "
-                                "nkeys nvals nhits")
+                                "nkeys nvals nhits nver")
 O_DEFAULT_PORT, O_ROUTER, O_EXACT, O_VERIFY = 0, 1, 2, 3
 
 
@@ -214,7 +219,7 @@ def make_state(cfg):
         rt_port=np.zeros(rcap, dtype=np.int32),
         rt_nh=np.zeros(rcap, dtype=np.uint32),
         rt_kind=np.full(rcap, K_FREE, dtype=np.uint8),
-        nkeys=nt.keys, nvals=nt.vals, nhits=nt.hits,
+        nkeys=nt.keys, nvals=nt.vals, nhits=nt.hits, nver=nt.version,
     )
     if len(cfg.routes):
         r = np.asarray(cfg.routes, dtype=np.int64).reshape(-1, 2)
@@ -410,6 +415,7 @@ def route(pkts, live, n, st):
             continue
         pkts.ttl[i] = pkts.ttl[i] - 1
         pkts.eth_src[i] = st.src_mac[p]
+        pkts.tag[i] = nh
         mac = neigh.lookup(st.nkeys, st.nvals, st.nhits, nh)
         if mac < 0:
             pkts.eth_dst[i] = (int(p) << 32) | nh
@@ -441,8 +447,31 @@ def echo_reply(pkts, i, st):
     return True
 
 
+@hot(inline="always")
+def cache_guard(pkts, i, st):
+    """Flow cache: the checksum is per packet, and so is an echo request's
+    answer (router mode: ICMP is never served from the cache)."""
+    if st.opts[O_ROUTER] != 0 and pkts.proto[i] == 1:
+        return False
+    return st.opts[O_VERIFY] == 0 or ipv4_csum_ok(pkts.mem, pkts.off[i] + pkts.l3[i])
+
+
+@hot(inline="always")
+def cache_replay(st, nh):
+    """Flow cache: the neighbour a recorded flow goes through is marked used,
+    as the lookup marks it (its entry is refreshed, not aged out)."""
+    if st.opts[O_ROUTER] != 0:
+        neigh.lookup(st.nkeys, st.nvals, st.nhits, nh)
+
+
+@hot(inline="always")
+def cache_version(st):
+    return st.nver[0]
+
+
 @nf("l3fwd", drops=("ttl", "no_route", "local", "ip_csum"), config=L3fwdConfig, state=make_state,
     slow=resolve_slow, ctl={"route": ctl_route}, stats=l3_stats,
+    cache=Cacheable(guard=cache_guard, replay=cache_replay, version=cache_version),
     live={"default_port": set_options, "verify_ip_csum": set_options},
     writes=lambda cfg: None if cfg.router else ("ttl", "eth_src", "eth_dst"))   # paper mode: no ICMP echo
 def l3fwd(pkts, live, n, st):

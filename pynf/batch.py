@@ -11,6 +11,7 @@ and the verdict:
     port    >= 0: output port;  < 0: dropped (see pynf.nf.drop); once the
             stage has counted a drop, port is -1 - (its reason code)
 Read-only: off, len, l3, l4, vlan, proto, frag, in_port, mem.
+`tag`: scratch an NF may set for the flow cache (its Cacheable.replay).
 `frag` is 0 (not a fragment), 1 (first fragment), 2 (non-first fragment:
 ports are 0 and there is no L4 header to write).
 """
@@ -38,13 +39,14 @@ Batch = namedtuple("Batch", [
     "sport",     # uint16 (0 unless TCP/UDP and not a non-first fragment)
     "dport",     # uint16
     "port",      # int32     verdict
+    "tag",       # int64     an NF's note for the flow cache's replay (pynf.flowcache)
 ])
 
 _FIELD_TYPES = dict(
     off=np.int64, len=np.int32, in_port=np.int32, l3=np.int32, l4=np.int32,
     eth_dst=np.uint64, eth_src=np.uint64, vlan=np.int32,
     src_ip=np.uint32, dst_ip=np.uint32, proto=np.uint8, ttl=np.uint8, frag=np.uint8,
-    sport=np.uint16, dport=np.uint16, port=np.int32,
+    sport=np.uint16, dport=np.uint16, port=np.int32, tag=np.int64,
 )
 
 

@@ -23,6 +23,27 @@ def finite(text):
     return v
 
 
+def flow_cache(text):
+    """--flow-cache on|off|N -> -1 (on, sized by the run), 0 (off) or N entries."""
+    t = text.strip().lower()
+    if t in ("on", "yes", "1", "true"):
+        return -1
+    if t in ("off", "no", "0", "false"):
+        return 0
+    if t.isdigit() and 2 <= int(t) <= (1 << 24):
+        return int(t)
+    raise argparse.ArgumentTypeError(f"want on, off or a number of entries 2..{1 << 24}, not {text!r}")
+
+
+def flow_cache_default():
+    """on unless $PYNF_FLOW_CACHE says otherwise (the tests run both ways)."""
+    v = os.environ.get("PYNF_FLOW_CACHE", "on")
+    try:
+        return flow_cache(v)
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(f"PYNF_FLOW_CACHE: {e}") from None
+
+
 def int_list(text, flag):
     try:
         v = [int(x) for x in text.split(",")]
@@ -73,6 +94,10 @@ def add_run_flags(r):
     r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
     r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
     r.add_argument("--ring-size", type=int, default=1024, metavar="N", help="inter-stage ring entries (1024)")
+    r.add_argument("--flow-cache", type=flow_cache, default=None, metavar="on|off|N",
+                   help="the chain-wide flow cache (pynf/flowcache.py): on (sized to the built-in "
+                        "flows, 64K entries at least), off, or N entries (default: on, or "
+                        "$PYNF_FLOW_CACHE)")
     r.add_argument("--ring-full", choices=("wait", "drop"), default="wait",
                    help="full ring: wait (backpressure) or drop")
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")

@@ -61,7 +61,8 @@ def execute(a, err):
                    pcap_out=a.pcap_out, rx_ports=rx_ports, tx_ports=tx_ports,
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
                    counters=a.counters, ifaces=host.ifaces if host is not None else None,
-                   iface_driver=a.iface_driver, host=host is not None)
+                   iface_driver=a.iface_driver, host=host is not None,
+                   flow_cache=a.flow_cache if a.flow_cache is not None else flags.flow_cache_default())
     if a.counters:
         from pynf.perf import probe
         why = probe()

@@ -29,7 +29,7 @@ from pynf.io import dpdk_kernels as _dk
 LOOP = '''
 @hot
 def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfstat,
-           deadline, burst, flags, upstream_done{states}):
+           deadline, burst, flags, upstream_done, fc{states}):
     idle = 0
     while True:
         {inject}
@@ -52,7 +52,7 @@ def {name}(b, live, h, src, dst, pool, cache, txmap, txstat, cap, ws, drops, nfs
             continue
         idle = 0
         t0 = _rdtsc()
-        m = stage(b, live, n, flags, drops, nfstat{states})
+        m = stage(b, live, n, flags, drops, nfstat, fc{states})
         t1 = _rdtsc()
         ws[W_CYCLES] += t1 - t0
         ws[W_BURSTS] += 1

@@ -182,6 +182,7 @@ class NFSpec:
     stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
     migrate: object = None      # (from state, to state, bucket mask) -> entries moved (scaling)
     per_packet: bool = False    # fn(pkts, i, state) on each live packet; the stage writes the loop
+    cache: object = None        # pynf.flowcache.Cacheable, or None: never served from the flow cache
 
     def written(self, config):
         """The header fields this NF may write under `config`: what its
@@ -190,6 +191,10 @@ class NFSpec:
             return self.writes
         w = self.writes_for(config)
         return self.writes if w is None else self.writes & frozenset(w)
+
+    def cacheable(self, config):
+        """May the flow cache stand in for this NF under `config`?"""
+        return self.cache is not None and self.cache.applies(config)
 
     def make_config(self, ctx):
         settings = dict(getattr(ctx, "settings", {}).get(self.name, {}))
@@ -211,7 +216,7 @@ _REGISTRY = {}
 
 
 def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None, live=None,
-       stats=None, migrate=None, per_packet=False):
+       stats=None, migrate=None, per_packet=False, cache=None):
     """Register the decorated burst function as NF `name` (the CLI token).
 
     writes: a function config -> the header fields the NF writes under that
@@ -236,6 +241,11 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     simpler for NFs that treat each packet alone; an NF that prefetches
     across a burst (lb, l3fwd) keeps the burst form.
 
+    cache: a pynf.flowcache.Cacheable: what the NF does to a packet depends
+    only on its flow key and the NF's state (changed only by `pynf ctl`),
+    so the stage's flow cache may apply its recorded effect instead of
+    running it (pynf.flowcache has the contract).
+
     migrate: (from state, to state, moving) -> entries moved: an NF that
     keeps state per flow moves the entries of the flows whose steering
     bucket (hash5 of the packet's 5-tuple & (BUCKETS - 1), pynf.io.ring)
@@ -259,7 +269,7 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
         kern = hot(inline="always")(fn) if per_packet else hot(fn)
         spec = NFSpec(name=name, kernel=kern, py_func=fn, drops=tuple(drops), per_packet=per_packet,
                       config=config, state=state, slow=slow, writes_for=writes,
-                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats, migrate=migrate,
+                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats, migrate=migrate, cache=cache,
                       source=src, line=line,
                       doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
                       reads=frozenset(reads), writes=frozenset(wrote))
@@ -278,6 +288,11 @@ def registered():
 def kernel(name):
     """The compiled function of a registered NF (used by generated stages)."""
     return _REGISTRY[name].kernel
+
+
+def cache_hook(name, hook):
+    """An NF's flow-cache hook (guard, replay, version; used by generated stages)."""
+    return getattr(_REGISTRY[name].cache, hook)
 
 
 def load(token):

@@ -23,7 +23,7 @@ import numpy as np
 from numba import typeof
 from numba.core.errors import NumbaError
 
-from pynf import loops
+from pynf import flowcache, loops
 from pynf import stage as stagemod
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, NO_JIT
@@ -60,6 +60,8 @@ class Options:
     ifaces: list = None         # --iface ports (pynf.control.host.Iface), or None
     iface_driver: str = "af_packet"
     host: bool = False          # ports have addresses: ARP goes to the slow path
+    flow_cache: int = None      # entries per stage replica: -1 sized to the flows, 0 off (pynf.flowcache);
+                                # None: $PYNF_FLOW_CACHE, else on
     # set by Runtime.build from the plan, for the backend's sizing:
     n_workers: int = 0
     n_tx_queues: int = 0
@@ -83,6 +85,7 @@ class Worker:
     src: object = None
     dst: object = None
     upstream_done: np.ndarray = None
+    fc: object = None           # the stage replica's flow cache (pynf.flowcache)
     states: list = None
     exited: bool = False
     error: BaseException = None
@@ -155,9 +158,15 @@ class Runtime:
         kinds = loops.DPDK_KINDS if io.name == "dpdk" else loops.MEM_KINDS
         self.modules = []
         base = 0
+        if opts.flow_cache is None:
+            from pynf.flags import flow_cache_default
+            opts.flow_cache = flow_cache_default()
+        fc_entries = flowcache.entries_for(self.ctx.flows) if opts.flow_cache < 0 else opts.flow_cache
         for ss, cs in zip(self.specs, self.configs):
             writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
-            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes))
+            cached = [fc_entries > 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]
+            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes,
+                                                       cached))
             base += len(ss)
         first_reps = plan.stages[0].replicas
         opts.n_workers = sum(sp.slots for sp in plan.stages)
@@ -211,12 +220,14 @@ class Runtime:
                     w.dst = io.tx_queue(r)
                 w.upstream_done = np.zeros(1, dtype=np.int64)
                 w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
+                vw = self.modules[s].FC_VW
+                w.fc = flowcache.make(fc_entries if vw else 0, vw)
                 w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
                           io.pool_arg(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
                           w.nfstat, np.uint64(0), np.int64(opts.burst), np.int64(flags), w.upstream_done,
-                          *w.states]
+                          w.fc, *w.states]
                 self.workers.append(w)
         if plan.workers > len(cores):
             self.oversubscribed = True
@@ -357,6 +368,7 @@ class Runtime:
         except Exception as e:  # noqa: BLE001 - handed to control()'s caller
             errs.append(e)
         finally:
+            flowcache.invalidate(w.fc)     # (a refused change may have done part of its work)
             done.set()
 
     def _places(self, nf_name):

@@ -29,6 +29,7 @@ import sys
 
 from pynf.config import SOURCE_DIGEST, cache_dir, hot
 from pynf.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
+from pynf.flowcache import Layout
 from pynf.nf import SLOWPATH
 from pynf.slots import NF_DROPS, NF_PUNTED, NF_RX, NF_TX
 
@@ -90,11 +91,14 @@ _TEMPLATE = '''\
 # hash of the sources it depends on; a change makes a new file.
 from pynf.config import hot
 from pynf.intrinsics import rdtsc
-from pynf.nf import kernel
+from pynf.nf import cache_hook, kernel
 from pynf.packet import parse_into, writeback_one
-from pynf.slots import NF_BURSTS, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
+from pynf.slots import NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
 from pynf.stage import settle, gather_punted
+from pynf import flowcache as _fc
 {imports}
+
+FC_VW = {vw}            # words per flow-cache entry (0: no flow cache in this stage)
 
 @hot
 def writeback(b, live, lo, hi):
@@ -106,7 +110,7 @@ def writeback(b, live, lo, hi):
 
 
 @hot
-def stage(b, live, n, flags, drops, nfstat{states}):
+def stage(b, live, n, flags, drops, nfstat, fc{states}):
     # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
     # about 30 cycles, which timed on every burst would add a cycle per
     # packet per NF. The stage's total is timed on every burst by its loop.
@@ -119,12 +123,12 @@ def stage(b, live, n, flags, drops, nfstat{states}):
     m, q = parse_into(b, live, n, flags, drops, {want_eth})
     q0 = q
     m0 = m
-    if timed:
+{lookup}    if timed:
         t = rdtsc()
         tp = t - tp
 {calls}
 {wb_call}
-    nfstat[{k}, NF_RX] += n
+{commit}    nfstat[{k}, NF_RX] += n
     nfstat[{k}, NF_TX] += m0
     nfstat[{k}, NF_DROPS] += n - m0 - q0
     nfstat[{k}, NF_PUNTED] += q0
@@ -136,8 +140,8 @@ def stage(b, live, n, flags, drops, nfstat{states}):
     return m
 '''
 
-_BURST = "    nf{j}(b, live, m, st{j})"
-_PER_PACKET = "    for x in range(m):\n        nf{j}(b, live[x], st{j})"
+_BURST = "    nf{j}(b, {lst}, {cnt}, st{j})"
+_PER_PACKET = "    for x in range({cnt}):\n        nf{j}(b, {lst}[x], st{j})"
 _CALL = '''\
     tk = t
 {call}
@@ -148,6 +152,93 @@ _CALL = '''\
         t = rdtsc()
         nfstat[{j}, NF_CYCLES] += t - tk
 '''
+
+# The flow cache's parts of a stage (pynf.flowcache has the design).
+_FC_LOOKUP = '''\
+    ep = _fc.epoch(fc, {versions})
+    _fc.lookup(fc, b, live, m, n, ep)
+'''
+_FC_SEGMENT = '''\
+    # flow cache: segment {s}, NFs {a}..{e}
+    for x in range(m):
+        i = live[x]
+        r = fc.slot[i]
+        if r >= 0:
+            o = r * FC_VW
+            if {stale}:
+                _fc.resend(fc, i, {keep})
+{hit_guard}        if fc.slot[i] < 0 and fc.ins[i] >= 0:
+{miss_guard}            fc.rec[i, 0] |= {bit}
+{record_guards}'''
+_FC_CALL = '''\
+    tk = t
+    mm = _fc.misses(fc, live, m)
+{call}
+    for x in range(mm):                 # what NF {j} did, for the packets it ran on
+        i = fc.sub[x]
+        if fc.ins[i] >= 0:
+            p = b.port[i]
+            if p >= {slowpath} or p < -256:
+                fc.ins[i] = -1
+            else:
+{record_tag}                if p < 0:
+                    fc.rec[i, 0] |= {dropper} << 8 | (-1 - p)
+{record_end}
+    for x in range(m):                  # the others: NF {j}'s recorded effect
+        i = live[x]
+        r = fc.slot[i]
+        if r >= 0:
+            o = r * FC_VW
+{replay}            v = fc.vals[o]
+            if (v >> 8) & 255 == {dropper}:
+                b.port[i] = -1 - (v & 255)
+{apply_end}
+    if timed:
+        nfstat[{j}, NF_TIMED] += m
+    nfstat[{j}, NF_CACHED] += m - mm
+    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
+    if timed:
+        t = rdtsc()
+        nfstat[{j}, NF_CYCLES] += t - tk
+'''
+
+
+def _fc_call(spec, seg, last, layout, j, **kw):
+    """A cacheable NF's call: run on the misses, record, apply to the hits."""
+    ind = " " * 16
+    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
+    tag = layout.tag.get(j)
+    record_tag = f"{ind}fc.rec[i, {tag}] = b.tag[i]\n" if tag is not None else ""
+    replay = f"            rp{j}(st{j}, fc.vals[o + {tag}])\n" if tag is not None else ""
+    record_end = apply_end = ""
+    if last:
+        rec = [f"fc.rec[i, {layout.port[seg]}] = p"] + \
+              [f"fc.rec[i, {c}] = b.{f}[i]" for f, c in layout.writes[seg].items()]
+        record_end = f"{ind}else:\n" + "".join(f"{ind}    {x}\n" for x in rec)
+        app = [f"b.port[i] = fc.vals[o + {layout.port[seg]}]"] + \
+              [f"b.{f}[i] = fc.vals[o + {c}]" for f, c in layout.writes[seg].items()]
+        apply_end = "            else:\n" + "".join(f"                {x}\n" for x in app)
+    return _FC_CALL.format(j=j, call=call, slowpath=SLOWPATH, dropper=j + 1, record_tag=record_tag,
+                           record_end=record_end.rstrip("\n"), replay=replay,
+                           apply_end=apply_end.rstrip("\n"), **kw)
+
+
+def _fc_segment(s, layout, specs):
+    """Check and mark the packets entering segment s (see pynf.flowcache)."""
+    a, e = layout.segments[s]
+    bit = 1 << (16 + s)
+    g = layout.guards[s]
+    stale = " or ".join([f"(fc.vals[o] & {bit}) == 0"] +
+                        [f"b.{f}[i] != fc.vals[o + {c}]" for f, c in g.items()])
+    guards = " and ".join(f"g{j}(b, i, st{j})" for j in range(a, e + 1) if specs[j].cache.guard is not None)
+    hit_guard = miss_guard = ""
+    if guards:
+        hit_guard = f"            elif not ({guards}):\n                _fc.refuse(fc, i)\n"
+        miss_guard = f"            if not ({guards}):\n                _fc.refuse(fc, i)\n                continue\n"
+    record = "".join(f"            fc.rec[i, {c}] = b.{f}[i]\n" for f, c in g.items())
+    return _FC_SEGMENT.format(s=s, a=a, e=e, stale=stale, keep=bit - (1 << 16), hit_guard=hit_guard,
+                              miss_guard=miss_guard, bit=bit, record_guards=record)
+
 
 SAMPLE = 8          # time the NFs on one burst in 8
 FIELDS_WB = ("eth", "ttl", "src_ip", "dst_ip", "sport", "dport")
@@ -167,21 +258,42 @@ def _digest(specs, src):
     return h.hexdigest()[:16]
 
 
-def generate(specs, nf_base=0, writes=None):
+def generate(specs, nf_base=0, writes=None, cached=None):
     """Source text of the stage module for NFs `specs` (in order); nf_base
     is the chain position of the first (it names the NF in punt codes);
     writes, per NF, the fields it may write in this run (NFSpec.written),
-    else what its source analysis found."""
+    else what its source analysis found; cached, per NF, whether the flow
+    cache stands in for it (NFSpec.cacheable; None or no True: no cache)."""
     if nf_base + len(specs) > MAX_PUNT_OWNER:
         raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
-    imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
-    calls = "".join(_CALL.format(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c),
-                                 owner=nf_base + j + 1,
-                                 call=(_PER_PACKET if s.per_packet else _BURST).format(j=j))
-                    for j, (s, c) in enumerate(zip(specs, codes)))
-    states = "".join(f", st{j}" for j in range(len(specs)))
     per_nf = writes if writes is not None else [s.writes for s in specs]
+    cached = list(cached) if cached is not None and any(cached) else [False] * len(specs)
+    layout = Layout(cached, per_nf, [bool(c and s.cache.replay) for s, c in zip(specs, cached)])
+    imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
+    hooks = [f"{p}{j} = cache_hook({s.name!r}, {h!r})" for j, (s, c) in enumerate(zip(specs, cached))
+             if c for h, p in (("guard", "g"), ("replay", "rp"), ("version", "v"))
+             if getattr(s.cache, h) is not None]
+    imports += "".join("\n" + x for x in hooks)
+    calls = []
+    for j, (s, c) in enumerate(zip(specs, codes)):
+        kw = dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
+        seg = layout.segment_of(j)
+        if seg < 0:
+            calls.append(_CALL.format(call=(_PER_PACKET if s.per_packet else _BURST).format(
+                j=j, lst="live", cnt="m"), **kw))
+            continue
+        first, last = layout.segments[seg]
+        if j == first:
+            calls.append(_fc_segment(seg, layout, specs))
+        calls.append(_fc_call(s, seg, j == last, layout, **kw))
+    calls = "".join(calls)
+    versions = " + ".join(f"v{j}(st{j})" for j, (s, c) in enumerate(zip(specs, cached))
+                          if c and s.cache.version is not None) or "0"
+    on = bool(layout.segments)
+    lookup = _FC_LOOKUP.format(versions=versions) if on else ""
+    commit = "    _fc.commit(fc, n, ep)\n" if on else ""
+    states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
     flags = ["eth_dst" in writes or "eth_src" in writes] + [f in writes for f in FIELDS_WB[1:]]
@@ -192,16 +304,17 @@ def generate(specs, nf_base=0, writes=None):
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
                             states=states, calls=calls, k=len(specs),
                             wb_args=", ".join(map(str, flags)),
-                            want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1)
+                            want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1,
+                            lookup=lookup, commit=commit, vw=layout.vw if on else 0)
 
 
-def compile_stage(specs, tail="", nf_base=0, writes=None):
+def compile_stage(specs, tail="", nf_base=0, writes=None, cached=None):
     """Import (writing if needed) the generated stage module for `specs`.
 
     `tail` is extra generated source appended to the module (the runtime's
     worker loops), so that they too are compiled and cached with it.
     """
-    src = generate(specs, nf_base, writes) + tail
+    src = generate(specs, nf_base, writes, cached) + tail
     name = "pynf_stage_" + _digest(specs, src)
     d = os.path.join(cache_dir(), "stages")
     os.makedirs(d, exist_ok=True)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pynf import flowcache
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, DATAROOM, HEADROOM
 from pynf.context import RunContext
+from pynf.flags import flow_cache_default
 from pynf.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
 from pynf.nf import load
 from pynf.packet import F_FIRST, F_HOST
@@ -39,17 +41,22 @@ class Result:
 class Chain:
     """One compiled stage with its NFs' state, fed bursts of frames."""
 
-    def __init__(self, nfs, ctx=None, states=None, host=False):
+    def __init__(self, nfs, ctx=None, states=None, host=False, flow_cache=None):
         self.specs = [load(x) if isinstance(x, str) else x for x in nfs]
         self.ctx = ctx or RunContext()
         writes = None                   # given states: their configs are unknown, write back all
+        configs = [None] * len(self.specs)
         if states is None:
             configs = [s.make_config(self.ctx) for s in self.specs]
             states = [s.make_state(c) for s, c in zip(self.specs, configs)]
             writes = [s.written(c) for s, c in zip(self.specs, configs)]
         self.states = states
         self.flags = F_FIRST | (F_HOST if host else 0)
-        self.module = compile_stage(self.specs, writes=writes)
+        entries = flow_cache_default() if flow_cache is None else flow_cache
+        entries = flowcache.ENTRIES_DEFAULT if entries < 0 else entries
+        cached = [entries > 0 and s.cacheable(c) for s, c in zip(self.specs, configs)]
+        self.module = compile_stage(self.specs, writes=writes, cached=cached)
+        self.fc = flowcache.make(entries if self.module.FC_VW else 0, self.module.FC_VW)
         self.names = dict(NAMES)
         for per in reason_codes(self.specs):
             for name, code in per:
@@ -76,7 +83,7 @@ class Chain:
                 b.len[i] = len(f)
                 b.in_port[i] = in_port
             self.module.stage(b, self.live, len(chunk), self.flags, self.drops, self.nfstat,
-                              *self.states)
+                              self.fc, *self.states)
             for i, f in enumerate(chunk):
                 p = int(b.port[i])
                 if p >= PUNT_BASE:
@@ -91,12 +98,17 @@ class Chain:
                     outs.append(None)
         return verdicts, outs
 
+    def changed(self):
+        """Say that the NFs' states were changed by hand (as `pynf ctl` does
+        through the runtime): the flow cache forgets what it recorded."""
+        flowcache.invalidate(self.fc)
+
     def drop_counts(self):
         return {self.names.get(c, f"reason_{c}"): int(v) for c, v in enumerate(self.drops) if v}
 
 
-def run_frames(nfs, frames, ctx=None, burst=32):
+def run_frames(nfs, frames, ctx=None, burst=32, flow_cache=None):
     """Pass frames through NFs `nfs` (names, FILE:NAME tokens or NFSpecs)."""
-    ch = Chain(nfs, ctx)
+    ch = Chain(nfs, ctx, flow_cache=flow_cache)
     verdicts, outs = ch.run(frames, burst)
     return Result(verdicts=verdicts, frames=outs, drops=ch.drop_counts(), nfstat=ch.nfstat)

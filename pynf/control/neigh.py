@@ -6,6 +6,7 @@ thread writes (pynf.control.slowpath), so the fast path takes no lock:
     keys  uint32[N]   IPv4 address, 0 = never used
     vals  uint64[N]   MAC | VALID, 0 = not resolved (yet, or any more)
     hits  uint8[N]    set by the fast path when it uses an entry
+    version int64[1]  grows on every change of vals (flow caches: pynf.flowcache)
 
 `lookup` probes at most PROBE slots from hash32(ip). The writer stores
 vals before keys (a reader that sees the key early finds vals 0: "not
@@ -87,6 +88,9 @@ class NeighTable:
         self.keys = np.zeros(n, dtype=np.uint32)
         self.vals = np.zeros(n, dtype=np.uint64)
         self.hits = np.zeros(n, dtype=np.uint8)
+        # grows on every change of vals, so that flow caches holding MACs
+        # learnt from it drop them (pynf.flowcache: l3fwd's version)
+        self.version = np.zeros(1, dtype=np.int64)
         self.capacity = capacity
         self.entries = {}           # ip -> Entry (with a slot)
         self.stats = dict(resolved=0, requests=0, expired=0, full=0, held=0)
@@ -129,6 +133,7 @@ class NeighTable:
         if reuse:
             del self.entries[k]
             self.vals[s] = 0
+            self.version[0] += 1
         self.hits[s] = 0
         self.keys[s] = ip
         e = self.entries[ip] = Entry(ip, s)
@@ -144,12 +149,14 @@ class NeighTable:
             return None
         if not e.valid or e.mac != mac:
             self.vals[e.slot] = np.uint64(mac) | VALID
+            self.version[0] += 1
             self.stats["resolved"] += 1
         e.mac, e.port, e.valid, e.since, e.tries = mac, port, True, now, 0
         return e
 
     def invalidate(self, e, now):
         self.vals[e.slot] = 0
+        self.version[0] += 1
         e.valid, e.dead, e.tries = False, now, 0
         self.stats["expired"] += 1
 

@@ -1,0 +1,302 @@
+"""The chain-wide flow cache: a flow's net effect, recorded once, applied
+with one lookup (SpeedyBox's consolidated actions, OVS's flow cache).
+
+An NF declares `@nf(..., cache=Cacheable(...))` when what it does to a
+packet (its verdict, drop reason and header rewrites) depends only on the
+packet's key and on its own state, which changes only on the control path
+(pynf.runtime's control and replace_state). The key is what the stage
+received: the 5-tuple, TTL, fragment class, VLAN tag, input port and (in a
+later pipeline stage) the verdict the previous stage gave. An NF that also
+reads something else (payload bytes, a checksum) says so with a `guard`:
+packets it refuses run the NF itself and are not recorded.
+
+In a stage, consecutive cacheable NFs form a segment. A packet whose key
+is in the table with the current epoch is a hit: each segment's NFs are
+skipped for it and their recorded effect applied in their place (a drop is
+counted under the NF and reason that made it, through the same `settle`
+as a real one); NFs that are not cacheable (lb: it touches its flow entry
+on every packet) run on every packet. A segment after such an NF also
+records the fields that NF may have written (and the verdict): if they
+differ this time, the packet runs the segment's NFs and the entry is
+recorded again from there. A miss runs the NFs and its effect is written
+into the table at the end of the burst (2-way set associative, random
+replacement: a cache, so a lost entry costs a miss, never a wrong packet).
+
+Exactness: every control change bumps the stage's epoch (pynf.runtime),
+which invalidates every entry; an NF whose state also changes elsewhere
+(l3fwd's neighbour table, learnt by the slow path) adds a `version` to the
+epoch. What an NF does per packet beyond its effect (acl's per-rule hits,
+l3fwd marking a neighbour used) it does in `replay`, from a tag it left in
+`pkts.tag[i]`. Packets handed to the slow path are never recorded.
+
+The table (per stage replica): keys int64[buckets * 8], a bucket being one
+cache line holding two ways of (k0, k1, k2, epoch); vals int64[2 * buckets,
+VW], a way's recorded effect, whose columns the stage compiler lays out
+(Layout): column 0 holds the segments recorded (bit 16 + s) and the NF that
+dropped the packet (bits 8-15, NF index + 1) with its reason (bits 0-7).
+Counters: meta[FC_*] (pynf.slots); per NF, nfstat[k, NF_CACHED] counts the
+packets whose effect came from the table.
+"""
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from pynf.config import BURST_MAX, hot
+from pynf.hashing import hash5, hash32, key5
+from pynf.intrinsics import prefetch
+from pynf.slots import (FC_CAPACITY, FC_EPOCH, FC_EVICTIONS, FC_HITS, FC_INSERTS, FC_MISSES,
+                        FC_REFUSED, FC_RESENT, FC_SIZE)
+
+# Fields a stage writes back; a segment records those its NFs write, and a
+# segment after an NF that is not cacheable guards those that NF writes.
+FIELDS = ("eth_dst", "eth_src", "src_ip", "dst_ip", "ttl", "sport", "dport")
+ENTRIES_DEFAULT = 1 << 16
+ENTRIES_MAX = 1 << 24
+
+
+@dataclass(frozen=True)
+class Cacheable:
+    """An NF's declaration that the flow cache may stand in for it.
+
+    when: config -> bool: cacheable under this configuration (None: always).
+    guard: @hot (pkts, i, state) -> bool: the cache may serve packet i (it
+      sees the packet as it enters the NF's segment); a refused packet runs
+      the NF and is not recorded.
+    replay: @hot (state, tag): run for every packet the cache serves, with
+      the tag the NF left in pkts.tag[i] when the flow was recorded.
+    version: @hot (state) -> int64, read once a burst: changes (grows) when
+      state the NF reads changes off the control path.
+    """
+    when: object = None
+    guard: object = None
+    replay: object = None
+    version: object = None
+
+    def applies(self, config):
+        return self.when is None or (config is not None and bool(self.when(config)))
+
+
+FlowCache = namedtuple("FlowCache", "meta keys vals slot ins key rec sub")
+
+
+def _aligned(n, dtype=np.int64, align=64):
+    """zeros(n) whose data starts on a cache line."""
+    item = np.dtype(dtype).itemsize
+    raw = np.zeros(n + align // item, dtype=dtype)
+    k = (-raw.ctypes.data % align) // item
+    return raw[k:k + n]
+
+
+def make(entries, vw):
+    """A table of `entries` ways (rounded up to a power of two; 2 at least)
+    of vw recorded words each; entries 0 (cache off): a minimal one."""
+    buckets = 1
+    while buckets * 2 < entries:
+        buckets *= 2
+    meta = np.zeros(FC_SIZE, dtype=np.int64)
+    meta[FC_EPOCH] = 1
+    meta[FC_CAPACITY] = 2 * buckets if entries else 0
+    vw = max(1, vw)
+    return FlowCache(meta=meta, keys=_aligned(buckets * 8), vals=_aligned(2 * buckets * vw),
+                     slot=np.full(BURST_MAX, -1, dtype=np.int64), ins=np.full(BURST_MAX, -1, dtype=np.int64),
+                     key=np.zeros((BURST_MAX, 3), dtype=np.int64), rec=np.zeros((BURST_MAX, vw), dtype=np.int64),
+                     sub=np.zeros(BURST_MAX, dtype=np.uint32))
+
+
+def entries_for(flows):
+    """Default size: room for twice the built-in traffic's flows (64K at
+    least, 16M at most); `--flow-cache N` sets it."""
+    n = ENTRIES_DEFAULT
+    while n < 2 * flows and n < ENTRIES_MAX:
+        n *= 2
+    return n
+
+
+def invalidate(fc):
+    """Control path, between bursts: every entry is stale from now on."""
+    fc.meta[FC_EPOCH] += 1
+
+
+@hot(inline="always")
+def epoch(fc, versions):
+    """This burst's epoch: the control epoch plus the NFs' versions; never
+    0, the epoch of a way never written."""
+    return ((fc.meta[FC_EPOCH] + versions) & 0x7FFFFFFF) + 1
+
+
+@hot(inline="always")
+def lookup(fc, b, live, m, n, ep):
+    """Find each live packet's key: fc.slot[i] = its way (a hit) or -1;
+    fc.ins[i] = the way a miss will be recorded in (-1: none); fc.key[i]
+    its key. Returns the hits."""
+    mask = len(fc.keys) // 8 - 1
+    vw = fc.rec.shape[1]
+    for i in range(n):
+        fc.slot[i] = -1
+        fc.ins[i] = -1
+    for x in range(m):
+        i = live[x]
+        if b.in_port[i] > 1023 or b.port[i] > 1023:
+            fc.key[i, 0] = -1               # not keyable: runs the NFs, not recorded
+            continue
+        k0, k1 = key5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i])
+        k2 = (int(b.in_port[i]) | (int(b.frag[i]) << 10) | (int(b.ttl[i]) << 12)
+              | ((int(b.vlan[i]) + 1) << 20) | (int(b.port[i]) << 37))
+        fc.key[i, 0] = k0
+        fc.key[i, 1] = k1
+        fc.key[i, 2] = k2
+        bk = (hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) ^ hash32(k2)) & mask
+        fc.ins[i] = bk
+        prefetch(fc.keys, bk * 8)
+    hits = 0
+    misses = fc.meta[FC_MISSES]
+    for x in range(m):
+        i = live[x]
+        k0 = fc.key[i, 0]
+        if k0 < 0:
+            continue
+        k1 = fc.key[i, 1]
+        k2 = fc.key[i, 2]
+        bk = fc.ins[i]
+        o = bk * 8
+        w = -1
+        if fc.keys[o + 3] == ep and fc.keys[o] == k0 and fc.keys[o + 1] == k1 and fc.keys[o + 2] == k2:
+            w = 0
+        elif fc.keys[o + 7] == ep and fc.keys[o + 4] == k0 and fc.keys[o + 5] == k1 and fc.keys[o + 6] == k2:
+            w = 1
+        if w >= 0:
+            r = bk * 2 + w
+            fc.slot[i] = r
+            fc.ins[i] = -1
+            prefetch(fc.vals, r * vw)
+            hits += 1
+            continue
+        if fc.keys[o + 3] != ep:
+            w = 0
+        elif fc.keys[o + 7] != ep:
+            w = 1
+        else:
+            w = misses & 1          # both ways live: either (the miss count as a coin)
+        misses += 1
+        fc.ins[i] = bk * 2 + w
+        for c in range(vw):
+            fc.rec[i, c] = 0
+    fc.meta[FC_HITS] += hits
+    fc.meta[FC_MISSES] = misses
+    return hits
+
+
+@hot(inline="always")
+def misses(fc, live, m):
+    """List in fc.sub the live packets the cache does not serve; returns how many."""
+    mm = 0
+    for x in range(m):
+        i = live[x]
+        if fc.slot[i] < 0:
+            fc.sub[mm] = i
+            mm += 1
+    return mm
+
+
+@hot(inline="always")
+def resend(fc, i, keep):
+    """Hit i's entry does not fit it from this segment on (an NF before the
+    segment wrote something else this time): it runs the rest of the
+    stage's NFs and its entry is recorded again from here, keeping the
+    segments before (keep: their bits)."""
+    r = fc.slot[i]
+    vw = fc.rec.shape[1]
+    o = r * vw
+    for c in range(vw):
+        fc.rec[i, c] = fc.vals[o + c]
+    fc.rec[i, 0] &= keep
+    fc.slot[i] = -1
+    fc.ins[i] = r
+    fc.meta[FC_RESENT] += 1
+
+
+@hot(inline="always")
+def refuse(fc, i):
+    """An NF's guard refused packet i: it runs the NFs and is not recorded."""
+    fc.slot[i] = -1
+    fc.ins[i] = -1
+    fc.meta[FC_REFUSED] += 1
+
+
+@hot(inline="always")
+def commit(fc, n, ep):
+    """Write the burst's recorded misses into the table."""
+    vw = fc.rec.shape[1]
+    ins = 0
+    ev = 0
+    for i in range(n):
+        r = fc.ins[i]
+        if r < 0:
+            continue
+        o = (r >> 1) * 8 + (r & 1) * 4
+        if fc.keys[o + 3] == ep and (fc.keys[o] != fc.key[i, 0] or fc.keys[o + 1] != fc.key[i, 1]
+                                     or fc.keys[o + 2] != fc.key[i, 2]):
+            ev += 1
+        fc.keys[o] = fc.key[i, 0]
+        fc.keys[o + 1] = fc.key[i, 1]
+        fc.keys[o + 2] = fc.key[i, 2]
+        fc.keys[o + 3] = ep
+        v = r * vw
+        for c in range(vw):
+            fc.vals[v + c] = fc.rec[i, c]
+        ins += 1
+    fc.meta[FC_INSERTS] += ins
+    fc.meta[FC_EVICTIONS] += ev
+
+
+class Layout:
+    """Where a stage's flow-cache entry keeps what (columns of vals), from
+    the NFs' cacheability and the fields each writes.
+
+    segments: [(first NF, last NF)] of consecutive cacheable NFs;
+    guards[s]: fields checked at segment s's entry (those the NFs before it
+    that are not cacheable may write; empty for a segment that starts the
+    stage); port[s], writes[s]: {field: column} recorded at its end;
+    tag[j]: the column of NF j's replay tag.
+    """
+
+    def __init__(self, cacheable, writes, replays):
+        self.segments = []
+        j = 0
+        k = len(cacheable)
+        while j < k:
+            if cacheable[j]:
+                e = j
+                while e + 1 < k and cacheable[e + 1]:
+                    e += 1
+                self.segments.append((j, e))
+                j = e + 1
+            else:
+                j += 1
+        col = 1
+        self.guards, self.port, self.writes, self.tag = [], [], [], {}
+        for a, e in self.segments:
+            before = set().union(*(writes[x] for x in range(a) if not cacheable[x])) if a else set()
+            g = {f: col + n for n, f in enumerate(f for f in FIELDS if f in before)}
+            col += len(g)
+            if any(not cacheable[x] for x in range(a)):
+                g["port"] = col                 # such an NF may have set the verdict too
+                col += 1
+            self.guards.append(g)
+            for x in range(a, e + 1):
+                if replays[x]:
+                    self.tag[x] = col
+                    col += 1
+            self.port.append(col)
+            col += 1
+            mine = set().union(*(writes[x] for x in range(a, e + 1)))
+            self.writes.append({f: col + n for n, f in enumerate(f for f in FIELDS if f in mine)})
+            col += len(self.writes[-1])
+        self.vw = col
+
+    def segment_of(self, j):
+        for s, (a, e) in enumerate(self.segments):
+            if a <= j <= e:
+                return s
+        return -1

@@ -1,0 +1,145 @@
+"""The chain-wide flow cache (pynf/flowcache.py): the same packets, verdicts,
+drops and per-NF counters with it as without it, and stale never."""
+import random
+
+import numpy as np
+import pytest
+
+import packets as P
+from pynf import flowcache
+from pynf.context import RunContext
+from pynf.flowcache import Cacheable, Layout
+from pynf.slots import FC_HITS, FC_MISSES, FC_REFUSED, FC_RESENT, NF_CACHED, NF_CYCLES, NF_TIMED
+from pynf.testing import Chain
+from support import flow_frames, mixed_frames
+
+pytestmark = pytest.mark.jit
+
+COUNTS = [c for c in range(8) if c not in (NF_CYCLES, NF_TIMED, NF_CACHED)]
+
+
+def both(nfs, frames, ctx=None, burst=32, entries=4096, rounds=2):
+    """Run frames `rounds` times through a chain with the cache and one
+    without; both results, and the cached chain."""
+    out = []
+    for fc in (entries, 0):
+        ch = Chain(nfs, ctx or RunContext(), flow_cache=fc)
+        res = [ch.run(frames, burst) for _ in range(rounds)]
+        out.append((res, ch))
+    return out
+
+
+def same(nfs, frames, **kw):
+    (on, ch_on), (off, ch_off) = both(nfs, frames, **kw)
+    assert on == off
+    assert ch_on.drop_counts() == ch_off.drop_counts()
+    assert (ch_on.nfstat[:, COUNTS] == ch_off.nfstat[:, COUNTS]).all()
+    return ch_on, ch_off
+
+
+def test_chain_same_with_and_without_cache():
+    frames = flow_frames(nflows=80, per_flow=20)
+    ch, _ = same(["acl", "lb", "l3fwd"], frames)
+    assert ch.fc.meta[FC_HITS] > len(frames)            # the second round: all hits
+    assert ch.nfstat[0, NF_CACHED] > 0 and ch.nfstat[2, NF_CACHED] > 0
+    assert ch.nfstat[1, NF_CACHED] == 0                 # lb runs on every packet
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mixed_traffic_same(seed):
+    rng = random.Random(seed)
+    frames = mixed_frames(rng, 600)
+    frames += [frames[rng.randrange(len(frames))] for _ in range(600)]    # repeats: hits
+    same(["acl", "lb", "l3fwd"], frames, burst=rng.choice([1, 7, 32]))
+
+
+def test_acl_hits_true_under_the_cache():
+    frames = flow_frames(nflows=30, per_flow=40)
+    (_, on), (_, off) = both(["acl", "l3fwd"], frames)
+    assert (on.states[0].hits == off.states[0].hits).all()
+    assert on.fc.meta[FC_HITS] > 0
+
+
+def test_ttl_is_in_the_key():
+    frames = [P.udp("10.0.0.1", "10.0.0.2", ttl=t) for t in (64, 64, 1, 2, 1, 64, 2, 1)] * 4
+    same(["acl", "l3fwd"], frames, burst=3)
+
+
+def test_bad_checksum_in_a_cached_flow_is_still_dropped():
+    good = P.udp("10.0.0.1", "10.0.0.2", sport=5, dport=53)
+    bad = bytearray(good)
+    bad[24] ^= 0xFF                                     # the IPv4 header checksum
+    frames = [good] * 8 + [bytes(bad)] + [good] * 3 + [bytes(bad)]
+    ch, _ = same(["acl", "l3fwd"], frames, burst=4)
+    assert ch.fc.meta[FC_REFUSED] >= 2
+    assert ch.drop_counts().get("ip_csum") == 4
+
+
+def test_control_change_invalidates(tmp_path):
+    """A route changed by hand after flows were recorded: the cached chain
+    follows it once told (as the runtime tells it on every control change)."""
+    from nfs import l3fwd
+    frames = [P.udp("10.0.0.1", "10.0.0.2", sport=s) for s in range(1, 9)] * 4
+    routes = tmp_path / "r.txt"
+    routes.write_text("10.0.0.2 1\n")
+    ctx = RunContext(routes=str(routes))
+    ch = Chain(["acl", "l3fwd"], ctx, flow_cache=1024)
+    v1, _ = ch.run(frames)
+    assert set(v1) == {1}
+    l3fwd.route_add(ch.states[1], P.ip("10.0.0.2"), 3)
+    ch.changed()
+    v2, _ = ch.run(frames)
+    assert set(v2) == {3}
+
+
+def test_resent_when_the_lb_picks_otherwise():
+    """A segment after lb keeps what lb wrote; if lb writes otherwise for a
+    recorded flow (here: its backends replaced by hand, without telling the
+    cache), the segment runs again for it and the entry is recorded anew."""
+    from nfs import lb
+    frames = flow_frames(nflows=20, per_flow=10)
+    ctx = RunContext()
+    ch = Chain(["acl", "lb", "l3fwd"], ctx, flow_cache=1024)
+    ref = Chain(["acl", "lb", "l3fwd"], ctx, flow_cache=0)
+    assert ch.run(frames) == ref.run(frames)
+    for c in (ch, ref):
+        c.states[1] = lb.make_state(lb.LbConfig(backends=((P.ip("10.0.0.77"), 8080),)))
+    assert ch.run(frames) == ref.run(frames)
+    assert ch.fc.meta[FC_RESENT] > 0
+
+
+def test_full_table_is_a_cache_not_a_loss():
+    frames = flow_frames(nflows=200, per_flow=5)
+    same(["acl", "lb", "l3fwd"], frames, entries=4)
+
+
+def test_layout_columns():
+    lay = Layout([True, False, True], [set(), {"dst_ip", "dport"}, {"ttl", "eth_src", "eth_dst"}],
+                 [True, False, True])
+    assert lay.segments == [(0, 0), (2, 2)]
+    assert lay.guards[0] == {} and set(lay.guards[1]) == {"dst_ip", "dport", "port"}
+    cols = [0, *lay.guards[1].values(), lay.port[0], lay.port[1], *lay.writes[1].values(), *lay.tag.values()]
+    assert sorted(cols) == list(range(lay.vw))          # every column used once
+
+
+def test_make_sizes_and_alignment():
+    fc = flowcache.make(1000, 11)
+    assert len(fc.keys) == 512 * 8 and fc.vals.size == 1024 * 11
+    assert fc.keys.ctypes.data % 64 == 0
+    assert flowcache.entries_for(10) == flowcache.ENTRIES_DEFAULT
+    assert flowcache.entries_for(1_000_000) == 1 << 21
+
+
+def test_cacheable_when():
+    c = Cacheable(when=lambda cfg: cfg == "yes")
+    assert c.applies("yes") and not c.applies("no") and not c.applies(None)
+    assert Cacheable().applies(None)
+
+
+def test_counts_balance():
+    frames = flow_frames(nflows=50, per_flow=8)
+    ch = Chain(["acl", "lb", "l3fwd"], RunContext(), flow_cache=256)
+    ch.run(frames)
+    m = ch.fc.meta
+    assert m[FC_HITS] + m[FC_MISSES] == ch.nfstat[0, 0]     # every packet the stage parsed, once
+    assert np.all(ch.nfstat[:, NF_CACHED] <= ch.nfstat[:, 0])
