@@ -7,7 +7,8 @@ gcc and pkg-config, writes pynf's default configuration for the built-in
 flows to files (rules, routes, backends) that both read, writes the built-in
 traffic (64-byte frames) to a pcap, and runs both on
 `--vdev=net_pcap0,rx_pcap=...,infinite_rx=1 --vdev=net_null0`, alternating
-C and pynf `--rounds` times. Also the I/O ceiling: `pynf --rtc nop` against
+C, pynf with its flow cache off and pynf with it on, `--rounds` times.
+Also the I/O ceiling: `pynf --rtc nop` against
 the C loop's --fwd-only. Prints a markdown table (medians; Mpps from packets
 received over the run, cycles/packet = TSC cycles spent on non-empty bursts
 per packet, which is what both report).
@@ -78,9 +79,9 @@ def run_c(binary, files, flows, duration, fwd_only=False):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_pynf(files, flows, duration, chain="acl,lb,l3fwd"):
+def run_pynf(files, flows, duration, chain="acl,lb,l3fwd", cache="on"):
     mb = int((files["frames"] + 65536) * 5 / 1024) + 512
-    cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", chain, "--io", "dpdk",
+    cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", chain, "--io", "dpdk", "--flow-cache", cache,
            "--acl-rules", files["rules"], "--routes", files["routes"], "--backends", files["backends"],
            "--flows", str(flows), "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -100,32 +101,42 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as d:
         for flows in [int(x) for x in a.flows.split(",")]:
             files = write_inputs(d, flows)
-            run_pynf(files, flows, 0.5)                  # warm pynf's compile cache
-            c, p = [], []
+            for cache in ("on", "off"):
+                run_pynf(files, flows, 0.5, cache=cache)     # warm pynf's compile cache
+            c, p, q = [], [], []
             for _ in range(a.rounds):
                 c.append(run_c(binary, files, flows, a.duration))
-                p.append(run_pynf(files, flows, a.duration))
-            rows.append(("acl,lb,l3fwd", flows, c, p))
+                p.append(run_pynf(files, flows, a.duration, cache="off"))
+                q.append(run_pynf(files, flows, a.duration, cache="on"))
+            rows.append(("acl,lb,l3fwd", flows, c, p, q))
         files = write_inputs(d, 1000)
         run_pynf(files, 1000, 0.5, "nop")
         c, p = [], []
         for _ in range(a.rounds):
             c.append(run_c(binary, files, 1000, a.duration, fwd_only=True))
             p.append(run_pynf(files, 1000, a.duration, "nop"))
-        rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p))
+        rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p, None))
     med = lambda xs, k: statistics.median(x[k] for x in xs)
-    print("| chain | flows | C Mpps | C cycles/pkt | pynf Mpps | pynf cycles/pkt | pynf / C (Mpps) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, flows, c, p in rows:
+    print("| chain | flows | C Mpps | C cycles/pkt | pynf Mpps, cache off | cycles/pkt | pynf / C "
+          "| pynf Mpps, cache on | cycles/pkt | pynf / C |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, flows, c, p, q in rows:
         cm, pm = med(c, "mpps"), med(p, "mpps")
+        on = (f"{med(q, 'mpps'):.2f} | {med(q, 'cycles_per_packet'):.0f} | {med(q, 'mpps') / cm:.2f}x"
+              if q else "- | - | -")
         print(f"| {name} | {flows:,} | {cm:.2f} | {med(c, 'cycles_per_packet'):.0f} | {pm:.2f} | "
-              f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x |")
+              f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x | {on} |")
     print()
-    for name, flows, c, p in rows:
-        per_nf = ", ".join(f"{k}: {v['cycles_per_packet']}" for k, v in p[-1]["nfs"].items())
-        print(f"{name} {flows}: C drops {c[-1]['drops']}; pynf drops {p[-1]['drops']}; "
-              f"pynf per NF {{{per_nf}}}; runs C {[round(x['mpps'], 2) for x in c]} "
-              f"pynf {[round(x['mpps'], 2) for x in p]}")
+    for name, flows, c, p, q in rows:
+        for label, runs in (("cache off", p), ("cache on", q)):
+            if not runs:
+                continue
+            per_nf = ", ".join(f"{k}: {v['cycles_per_packet']} ({v.get('cached', 0)} cached)"
+                               for k, v in runs[-1]["nfs"].items())
+            fc = [st.get("flow_cache") for st in runs[-1]["stages"]]
+            print(f"{name} {flows}, pynf {label}: drops {runs[-1]['drops']}; per NF {{{per_nf}}}; "
+                  f"flow cache {fc}; runs {[round(x['mpps'], 2) for x in runs]}")
+        print(f"{name} {flows}: C drops {c[-1]['drops']}; runs {[round(x['mpps'], 2) for x in c]}")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,6 @@ def make(entries, vw):
     while buckets * 2 < entries:
         buckets *= 2
     meta = np.zeros(FC_SIZE, dtype=np.int64)
-    meta[FC_EPOCH] = 1
     meta[FC_CAPACITY] = 2 * buckets if entries else 0
     vw = max(1, vw)
     return FlowCache(meta=meta, keys=_aligned(buckets * 8), vals=_aligned(2 * buckets * vw),

@@ -41,6 +41,10 @@ FC_RESENT = 5       # hits that ran part of the stage after all (an NF before a 
 FC_REFUSED = 6      # packets an NF's guard kept from the cache
 FC_CAPACITY = 7     # entries (0: the cache is off)
 FC_SIZE = 8
+# their names in the report's stages[s].flow_cache and in /metrics
+FC_REPORT = (("capacity", FC_CAPACITY), ("hits", FC_HITS), ("misses", FC_MISSES), ("inserts", FC_INSERTS),
+             ("evictions", FC_EVICTIONS), ("resent", FC_RESENT), ("refused", FC_REFUSED),
+             ("invalidations", FC_EPOCH))
 
 # Ring producer's options and counters, RingOut.opts (pynf.io.ring, dpdk_kernels)
 RO_POLICY = 0       # P_WAIT or P_DROP when a ring is full

@@ -7,6 +7,9 @@ import time
 import numpy as np
 
 from pynf.slots import (
+    FC_CAPACITY,
+    FC_REPORT,
+    NF_CACHED,
     NF_CYCLES,
     NF_DROPS,
     NF_RX,
@@ -109,6 +112,17 @@ def port_counts(rt):
     return out
 
 
+def flow_cache(ws):
+    """A stage's flow cache (pynf.flowcache), its replicas summed; None when off."""
+    fcs = [w.fc for w in ws if w.fc is not None and w.fc.meta[FC_CAPACITY]]
+    if not fcs:
+        return None
+    out = {k: sum(int(fc.meta[slot]) for fc in fcs) for k, slot in FC_REPORT}
+    looked = out["hits"] + out["misses"]
+    out["hit_rate"] = round(out["hits"] / looked, 4) if looked else 0.0
+    return out
+
+
 def report(rt):
     """The final report of a finished Runtime as a dict."""
     drops = {}
@@ -140,6 +154,7 @@ def report(rt):
                 "drops": sum(int(w.nfstat[j, NF_DROPS]) for w in ws),
                 "cycles_per_packet": _cpp(sum(int(w.nfstat[j, NF_CYCLES]) for w in ws),
                                           sum(int(w.nfstat[j, NF_TIMED]) for w in ws)),
+                "cached": sum(int(w.nfstat[j, NF_CACHED]) for w in ws),
                 "stage": s,
             }
         stages.append({
@@ -157,6 +172,7 @@ def report(rt):
             "bursts": sum(int(w.ws[W_BURSTS]) for w in ws),
             "counters_per_packet": _counters(ws, srx),
             "idle_polls": sum(int(w.ws[W_IDLE]) for w in ws),
+            "flow_cache": flow_cache(ws),
         })
     rings = []
     for w in rt.workers:

@@ -52,17 +52,20 @@ def print_report(rep, out, width=None):
         t.add_row("buffers in use", str(rep["buffers_in_use"]))
     c.print(t)
     s = Table(title="per stage / NF (TSC cycles per packet the NF saw)")
-    for col in ("stage", "NF", "replicas/cores", "rx", "tx", "drops", "cycles/pkt"):
+    for col in ("stage", "NF", "replicas/cores", "rx", "tx", "drops", "from cache", "cycles/pkt"):
         s.add_column(col, justify="right" if col not in ("NF",) else "left")
     for k, st in enumerate(rep["stages"]):
-        s.add_row(str(k), "(parse+write-back)", f"{st['replicas']} / {','.join(map(str, st['cores']))}",
-                  f"{st['rx']:,}", "", "", f"{st['parse_writeback_cycles_per_packet']:.1f}")
+        fc = st.get("flow_cache")
+        s.add_row(str(k), "(parse+write-back" + (", flow cache)" if fc else ")"),
+                  f"{st['replicas']} / {','.join(map(str, st['cores']))}",
+                  f"{st['rx']:,}", "", "", f"{fc['hit_rate']:.1%} hits" if fc else "",
+                  f"{st['parse_writeback_cycles_per_packet']:.1f}")
         for name in st["nfs"]:
             nf = rep["nfs"][name]
             s.add_row("", name, "", f"{nf['rx']:,}", f"{nf['tx']:,}", f"{nf['drops']:,}",
-                      f"{nf['cycles_per_packet']:.1f}")
+                      f"{nf['cached']:,}" if fc else "", f"{nf['cycles_per_packet']:.1f}")
         s.add_row("", "[bold]stage total[/bold]", "", f"{st['rx']:,}", f"{st['tx']:,}",
-                  f"{st['drops']:,}", f"{st['cycles_per_packet']:.1f}")
+                  f"{st['drops']:,}", "", f"{st['cycles_per_packet']:.1f}")
     c.print(s)
     if rep["rings"]:
         r = Table(title="rings (entries in use when polled)")

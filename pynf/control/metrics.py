@@ -12,9 +12,11 @@ name per quantity and labels for ports, NFs, reasons, stages.
     pynf_port_{rx,tx}_{packets,bytes}_total{port}    what pynf received / sent per port
     pynf_drops_total{reason}                         every counted drop (docs/design.md)
     pynf_nf_packets_total{nf,direction="in"|"out"}, pynf_nf_drops_total{nf}
-    pynf_nf_cycles_total{nf}, pynf_nf_timed_packets_total{nf}
+    pynf_nf_cycles_total{nf}, pynf_nf_timed_packets_total{nf}, pynf_nf_cached_packets_total{nf}
                                                      cycles over the packets they timed:
                                                      rate() / rate() = cycles per packet
+    pynf_flow_cache_{hits,misses,inserts,evictions,resent,refused,invalidations}_total{stage},
+    pynf_flow_cache_entries{stage}                   the flow cache (pynf/flowcache.py)
     pynf_worker_busy_cycles_total{stage,replica}, pynf_worker_idle_polls_total{...}
     pynf_tsc_hz                                      to turn cycles into seconds
     pynf_ring_fill_entries{from,to} (summary: _sum/_count over polls), pynf_ring_size_entries
@@ -31,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from pynf.errors import UsageError, is_decimal
-from pynf.slots import NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
+from pynf.slots import FC_REPORT, NF_CACHED, NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
 from pynf.stats import report
 
 NIC = (("ipackets", "rx_packets"), ("opackets", "tx_packets"), ("ibytes", "rx_bytes"),
@@ -78,6 +80,7 @@ class RunCollector:
         yield from self._nfs()
         yield from self._workers()
         yield from self._rings(rep)
+        yield from self._flow_cache(rep)
         g = GaugeMetricFamily("pynf_tsc_hz", "TSC ticks per second (cycles to seconds)")
         g.add_metric([], rt.hz)
         yield g
@@ -112,6 +115,7 @@ class RunCollector:
         dr = _counter("pynf_nf_drops", "Packets an NF dropped", ["nf"])
         cy = _counter("pynf_nf_cycles", "TSC cycles an NF spent on the packets it timed", ["nf"])
         tp = _counter("pynf_nf_timed_packets", "Packets whose NF cycles were timed", ["nf"])
+        ca = _counter("pynf_nf_cached_packets", "Packets whose NF effect came from the flow cache", ["nf"])
         for s, ss in enumerate(rt.specs):
             ws = [w for w in rt.workers if w.stage == s]
             for j, spec in enumerate(ss):
@@ -122,7 +126,18 @@ class RunCollector:
                 dr.add_metric([spec.name], tot(NF_DROPS))
                 cy.add_metric([spec.name], tot(NF_CYCLES))
                 tp.add_metric([spec.name], tot(NF_TIMED))
-        yield from (pk, dr, cy, tp)
+                ca.add_metric([spec.name], tot(NF_CACHED))
+        yield from (pk, dr, cy, tp, ca)
+
+    def _flow_cache(self, rep):
+        fams = {k: (GaugeMetricFamily("pynf_flow_cache_entries", "Flow cache capacity (entries)", labels=["stage"])
+                    if k == "capacity" else _counter(f"pynf_flow_cache_{k}", f"Flow cache {k}", ["stage"]))
+                for k, _ in FC_REPORT}
+        for s, st in enumerate(rep["stages"]):
+            for k, v in (st.get("flow_cache") or {}).items():
+                if k in fams:
+                    fams[k].add_metric([str(s)], v)
+        yield from fams.values()
 
     def _workers(self):
         busy = _counter("pynf_worker_busy_cycles", "TSC cycles a worker spent on non-empty bursts",
