@@ -57,7 +57,8 @@ def measure(nfs, flows, frame_size=64, nbursts=20_000, burst=32, seed=1, repeats
     ctx = RunContext(flows=flows, seed=seed, settings=settings or {}, **context)
     configs = [s.make_config(ctx) for s in specs]
     states = tuple(s.make_state(c) for s, c in zip(specs, configs))
-    mod = compile_stage(specs, cached=[flow_cache > 0 and s.cacheable(c) for s, c in zip(specs, configs)])
+    mod = compile_stage(specs, writes=[s.written(c) for s, c in zip(specs, configs)],
+                        cached=[flow_cache > 0 and s.cacheable(c) for s, c in zip(specs, configs)])
     fc = flowcache.make(flow_cache if mod.FC_VW else 0, mod.FC_VW)
     f = feed.builtin(flows, frame_size, seed, 1)
     mem = np.zeros(RING * burst * SLOT, dtype=np.uint8)

@@ -19,13 +19,12 @@ import time
 import numpy as np
 
 from bench.harness import RING, SLOT, _run
-from pynf import maglev
+from pynf import flowcache, maglev
 from pynf.batch import make_batch, make_live
 from pynf.context import RunContext
 from pynf.drops import MAX_REASONS
 from pynf.io import feed
 from pynf.nf import load
-from pynf import flowcache
 from pynf.slots import NF_COLS
 from pynf.stage import compile_stage
 

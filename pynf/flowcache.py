@@ -43,10 +43,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf.config import BURST_MAX, hot
-from pynf.hashing import hash5, hash32, key5
+from pynf.hashing import hash5
 from pynf.intrinsics import prefetch
-from pynf.slots import (FC_CAPACITY, FC_EPOCH, FC_EVICTIONS, FC_HITS, FC_INSERTS, FC_MISSES,
-                        FC_REFUSED, FC_RESENT, FC_SIZE)
+from pynf.slots import (
+    FC_CAPACITY,
+    FC_EPOCH,
+    FC_EVICTIONS,
+    FC_HITS,
+    FC_INSERTS,
+    FC_MISSES,
+    FC_REFUSED,
+    FC_RESENT,
+    FC_SIZE,
+)
 
 # Fields a stage writes back; a segment records those its NFs write, and a
 # segment after an NF that is not cacheable guards those that NF writes.
@@ -77,7 +86,7 @@ class Cacheable:
         return self.when is None or (config is not None and bool(self.when(config)))
 
 
-FlowCache = namedtuple("FlowCache", "meta keys vals slot ins key rec sub")
+FlowCache = namedtuple("FlowCache", "meta keys vals slot ins k0 k1 k2 rec sub mis")
 
 
 def _aligned(n, dtype=np.int64, align=64):
@@ -99,8 +108,9 @@ def make(entries, vw):
     vw = max(1, vw)
     return FlowCache(meta=meta, keys=_aligned(buckets * 8), vals=_aligned(2 * buckets * vw),
                      slot=np.full(BURST_MAX, -1, dtype=np.int64), ins=np.full(BURST_MAX, -1, dtype=np.int64),
-                     key=np.zeros((BURST_MAX, 3), dtype=np.int64), rec=np.zeros((BURST_MAX, vw), dtype=np.int64),
-                     sub=np.zeros(BURST_MAX, dtype=np.uint32))
+                     k0=np.zeros(BURST_MAX, dtype=np.int64), k1=np.zeros(BURST_MAX, dtype=np.int64),
+                     k2=np.zeros(BURST_MAX, dtype=np.int64), rec=np.zeros((BURST_MAX, vw), dtype=np.int64),
+                     sub=np.zeros(BURST_MAX, dtype=np.uint32), mis=np.zeros(BURST_MAX + 1, dtype=np.int64))
 
 
 def entries_for(flows):
@@ -125,38 +135,44 @@ def epoch(fc, versions):
 
 
 @hot(inline="always")
-def lookup(fc, b, live, m, n, ep):
+def lookup(fc, b, live, m, ep, mark):
     """Find each live packet's key: fc.slot[i] = its way (a hit) or -1;
-    fc.ins[i] = the way a miss will be recorded in (-1: none); fc.key[i]
-    its key. Returns the hits."""
+    fc.ins[i] = the way a miss will be recorded in (-1: none), its record
+    fc.rec[i] started with `mark`, and i listed in fc.mis[1:]; fc.k0/k1/k2[i]
+    its key (k0 -1: not keyable). Returns the hits."""
     mask = len(fc.keys) // 8 - 1
     vw = fc.rec.shape[1]
-    for i in range(n):
-        fc.slot[i] = -1
-        fc.ins[i] = -1
     for x in range(m):
         i = live[x]
-        if b.in_port[i] > 1023 or b.port[i] > 1023:
-            fc.key[i, 0] = -1               # not keyable: runs the NFs, not recorded
+        inp = int(b.in_port[i])
+        vp = int(b.port[i])
+        if inp > 1023 or vp > 1023:
+            fc.k0[i] = -1               # not keyable: runs the NFs, not recorded
             continue
-        k0, k1 = key5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i])
-        k2 = (int(b.in_port[i]) | (int(b.frag[i]) << 10) | (int(b.ttl[i]) << 12)
-              | ((int(b.vlan[i]) + 1) << 20) | (int(b.port[i]) << 37))
-        fc.key[i, 0] = k0
-        fc.key[i, 1] = k1
-        fc.key[i, 2] = k2
-        bk = (hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) ^ hash32(k2)) & mask
+        s = int(b.src_ip[i])
+        d = int(b.dst_ip[i])
+        sp = int(b.sport[i])
+        dp = int(b.dport[i])
+        pr = int(b.proto[i])
+        fc.k0[i] = (s << 24) | (sp << 8) | pr           # pynf.hashing.key5's words
+        fc.k1[i] = (d << 16) | dp
+        fc.k2[i] = inp | (int(b.frag[i]) << 10) | (int(b.ttl[i]) << 12) | ((int(b.vlan[i]) + 1) << 20) | (vp << 37)
+        # the bucket from the 5-tuple alone: a flow's packets seldom differ in the rest
+        bk = hash5(s, d, sp, dp, pr) & mask
         fc.ins[i] = bk
         prefetch(fc.keys, bk * 8)
     hits = 0
+    nmis = 0
     misses = fc.meta[FC_MISSES]
     for x in range(m):
         i = live[x]
-        k0 = fc.key[i, 0]
+        fc.slot[i] = -1
+        k0 = fc.k0[i]
         if k0 < 0:
+            fc.ins[i] = -1
             continue
-        k1 = fc.key[i, 1]
-        k2 = fc.key[i, 2]
+        k1 = fc.k1[i]
+        k2 = fc.k2[i]
         bk = fc.ins[i]
         o = bk * 8
         w = -1
@@ -179,8 +195,12 @@ def lookup(fc, b, live, m, n, ep):
             w = misses & 1          # both ways live: either (the miss count as a coin)
         misses += 1
         fc.ins[i] = bk * 2 + w
-        for c in range(vw):
+        nmis += 1
+        fc.mis[nmis] = i
+        fc.rec[i, 0] = mark
+        for c in range(1, vw):
             fc.rec[i, c] = 0
+    fc.mis[0] = nmis
     fc.meta[FC_HITS] += hits
     fc.meta[FC_MISSES] = misses
     return hits
@@ -224,22 +244,23 @@ def refuse(fc, i):
 
 
 @hot(inline="always")
-def commit(fc, n, ep):
+def commit(fc, ep):
     """Write the burst's recorded misses into the table."""
     vw = fc.rec.shape[1]
     ins = 0
     ev = 0
-    for i in range(n):
+    for x in range(1, fc.mis[0] + 1):
+        i = fc.mis[x]
         r = fc.ins[i]
         if r < 0:
             continue
         o = (r >> 1) * 8 + (r & 1) * 4
-        if fc.keys[o + 3] == ep and (fc.keys[o] != fc.key[i, 0] or fc.keys[o + 1] != fc.key[i, 1]
-                                     or fc.keys[o + 2] != fc.key[i, 2]):
+        if fc.keys[o + 3] == ep and (fc.keys[o] != fc.k0[i] or fc.keys[o + 1] != fc.k1[i]
+                                     or fc.keys[o + 2] != fc.k2[i]):
             ev += 1
-        fc.keys[o] = fc.key[i, 0]
-        fc.keys[o + 1] = fc.key[i, 1]
-        fc.keys[o + 2] = fc.key[i, 2]
+        fc.keys[o] = fc.k0[i]
+        fc.keys[o + 1] = fc.k1[i]
+        fc.keys[o + 2] = fc.k2[i]
         fc.keys[o + 3] = ep
         v = r * vw
         for c in range(vw):

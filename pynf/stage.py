@@ -156,7 +156,7 @@ _CALL = '''\
 # The flow cache's parts of a stage (pynf.flowcache has the design).
 _FC_LOOKUP = '''\
     ep = _fc.epoch(fc, {versions})
-    _fc.lookup(fc, b, live, m, n, ep)
+    _fc.lookup(fc, b, live, m, ep, {mark})
 '''
 _FC_SEGMENT = '''\
     # flow cache: segment {s}, NFs {a}..{e}
@@ -270,6 +270,10 @@ def generate(specs, nf_base=0, writes=None, cached=None):
     per_nf = writes if writes is not None else [s.writes for s in specs]
     cached = list(cached) if cached is not None and any(cached) else [False] * len(specs)
     layout = Layout(cached, per_nf, [bool(c and s.cache.replay) for s, c in zip(specs, cached)])
+    on = bool(layout.segments)
+    # a first segment with nothing to check is marked recorded at the lookup
+    plain0 = on and layout.segments[0][0] == 0 and not any(
+        specs[j].cache.guard is not None for j in range(layout.segments[0][1] + 1))
     imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
     hooks = [f"{p}{j} = cache_hook({s.name!r}, {h!r})" for j, (s, c) in enumerate(zip(specs, cached))
              if c for h, p in (("guard", "g"), ("replay", "rp"), ("version", "v"))
@@ -284,15 +288,14 @@ def generate(specs, nf_base=0, writes=None, cached=None):
                 j=j, lst="live", cnt="m"), **kw))
             continue
         first, last = layout.segments[seg]
-        if j == first:
+        if j == first and not (seg == 0 and plain0):
             calls.append(_fc_segment(seg, layout, specs))
         calls.append(_fc_call(s, seg, j == last, layout, **kw))
     calls = "".join(calls)
     versions = " + ".join(f"v{j}(st{j})" for j, (s, c) in enumerate(zip(specs, cached))
                           if c and s.cache.version is not None) or "0"
-    on = bool(layout.segments)
-    lookup = _FC_LOOKUP.format(versions=versions) if on else ""
-    commit = "    _fc.commit(fc, n, ep)\n" if on else ""
+    lookup = _FC_LOOKUP.format(versions=versions, mark=(1 << 16) if plain0 else 0) if on else ""
+    commit = "    _fc.commit(fc, ep)\n" if on else ""
     states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()

@@ -20,8 +20,8 @@ from pynf import flowcache
 from pynf.batch import make_batch, make_live
 from pynf.config import BURST_MAX, DATAROOM, HEADROOM
 from pynf.context import RunContext
-from pynf.flags import flow_cache_default
 from pynf.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
+from pynf.flags import flow_cache_default
 from pynf.nf import load
 from pynf.packet import F_FIRST, F_HOST
 from pynf.slots import NF_COLS

@@ -5,12 +5,13 @@ import random
 import numpy as np
 import pytest
 
-import packets as P
 from pynf import flowcache
 from pynf.context import RunContext
 from pynf.flowcache import Cacheable, Layout
 from pynf.slots import FC_HITS, FC_MISSES, FC_REFUSED, FC_RESENT, NF_CACHED, NF_CYCLES, NF_TIMED
 from pynf.testing import Chain
+
+import packets as P
 from support import flow_frames, mixed_frames
 
 pytestmark = pytest.mark.jit
