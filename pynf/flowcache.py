@@ -60,6 +60,9 @@ from pynf.slots import (
 # Fields a stage writes back; a segment records those its NFs write, and a
 # segment after an NF that is not cacheable guards those that NF writes.
 FIELDS = ("eth_dst", "eth_src", "src_ip", "dst_ip", "ttl", "sport", "dport")
+# bits a packed field keeps: a verdict in an entry is an output port (a
+# drop is kept in the info word), a tag is 32 bits
+BITS = dict(eth_dst=48, eth_src=48, src_ip=32, dst_ip=32, ttl=8, sport=16, dport=16, port=15, tag=32)
 ENTRIES_DEFAULT = 1 << 16
 ENTRIES_MAX = 1 << 24
 
@@ -73,7 +76,8 @@ class Cacheable:
       sees the packet as it enters the NF's segment); a refused packet runs
       the NF and is not recorded.
     replay: @hot (state, tag): run for every packet the cache serves, with
-      the tag the NF left in pkts.tag[i] when the flow was recorded.
+      the tag (32 bits, not negative) the NF left in pkts.tag[i] when the
+      flow was recorded.
     version: @hot (state) -> int64, read once a burst: changes (grows) when
       state the NF reads changes off the control path.
     """
@@ -99,13 +103,14 @@ def _aligned(n, dtype=np.int64, align=64):
 
 def make(entries, vw):
     """A table of `entries` ways (rounded up to a power of two; 2 at least)
-    of vw recorded words each; entries 0 (cache off): a minimal one."""
+    of vw recorded words each (a multiple of 8: each way's words start a
+    cache line); entries 0 (cache off): a minimal one."""
     buckets = 1
     while buckets * 2 < entries:
         buckets *= 2
     meta = np.zeros(FC_SIZE, dtype=np.int64)
     meta[FC_CAPACITY] = 2 * buckets if entries else 0
-    vw = max(1, vw)
+    vw = max(8, (vw + 7) // 8 * 8)
     return FlowCache(meta=meta, keys=_aligned(buckets * 8), vals=_aligned(2 * buckets * vw),
                      slot=np.full(BURST_MAX, -1, dtype=np.int64), ins=np.full(BURST_MAX, -1, dtype=np.int64),
                      k0=np.zeros(BURST_MAX, dtype=np.int64), k1=np.zeros(BURST_MAX, dtype=np.int64),
@@ -161,6 +166,8 @@ def lookup(fc, b, live, m, ep, mark):
         bk = hash5(s, d, sp, dp, pr) & mask
         fc.ins[i] = bk
         prefetch(fc.keys, bk * 8)
+        prefetch(fc.vals, bk * 2 * vw)          # both ways' recorded effects, while the keys come
+        prefetch(fc.vals, (bk * 2 + 1) * vw)
     hits = 0
     nmis = 0
     misses = fc.meta[FC_MISSES]
@@ -184,7 +191,8 @@ def lookup(fc, b, live, m, ep, mark):
             r = bk * 2 + w
             fc.slot[i] = r
             fc.ins[i] = -1
-            prefetch(fc.vals, r * vw)
+            if vw > 8:
+                prefetch(fc.vals, r * vw + 8)
             hits += 1
             continue
         if fc.keys[o + 3] != ep:
@@ -271,14 +279,19 @@ def commit(fc, ep):
 
 
 class Layout:
-    """Where a stage's flow-cache entry keeps what (columns of vals), from
-    the NFs' cacheability and the fields each writes.
+    """Where a stage's flow-cache entry keeps what, from the NFs'
+    cacheability and the fields each writes: fields are packed into the
+    words of vals (a word: [(field, shift, mask)]), so that an entry of the
+    usual chain fits one cache line.
 
     segments: [(first NF, last NF)] of consecutive cacheable NFs;
-    guards[s]: fields checked at segment s's entry (those the NFs before it
-    that are not cacheable may write; empty for a segment that starts the
-    stage); port[s], writes[s]: {field: column} recorded at its end;
-    tag[j]: the column of NF j's replay tag.
+    guards[s]: the words holding what segment s checks at its entry (the
+      fields that NFs before it that are not cacheable may write, and the
+      verdict; none for a segment that starts the stage);
+    pt[j]: NF j's word: its replay tag, and for a segment's last NF the
+      verdict ("port") at the segment's end (None: nothing to keep);
+    writes[s]: the words holding the fields segment s writes, at its end;
+    vw: words per entry (column 0 is the info word), a multiple of 8.
     """
 
     def __init__(self, cacheable, writes, replays):
@@ -294,26 +307,34 @@ class Layout:
                 j = e + 1
             else:
                 j += 1
-        col = 1
-        self.guards, self.port, self.writes, self.tag = [], [], [], {}
+        self.col = 1
+        self.guards, self.writes, self.pt = [], [], {}
         for a, e in self.segments:
             before = set().union(*(writes[x] for x in range(a) if not cacheable[x])) if a else set()
-            g = {f: col + n for n, f in enumerate(f for f in FIELDS if f in before)}
-            col += len(g)
+            g = [f for f in FIELDS if f in before]
             if any(not cacheable[x] for x in range(a)):
-                g["port"] = col                 # such an NF may have set the verdict too
-                col += 1
-            self.guards.append(g)
+                g.append("port")                # such an NF may have set the verdict too
+            self.guards.append(self._pack(g))
             for x in range(a, e + 1):
-                if replays[x]:
-                    self.tag[x] = col
-                    col += 1
-            self.port.append(col)
-            col += 1
+                fs = (["tag"] if replays[x] else []) + (["port"] if x == e else [])
+                self.pt[x] = self._pack(fs)[0] if fs else None
             mine = set().union(*(writes[x] for x in range(a, e + 1)))
-            self.writes.append({f: col + n for n, f in enumerate(f for f in FIELDS if f in mine)})
-            col += len(self.writes[-1])
-        self.vw = col
+            self.writes.append(self._pack([f for f in FIELDS if f in mine]))
+        self.vw = (self.col + 7) // 8 * 8
+
+    def _pack(self, fields):
+        """Words for `fields`, first fit, 63 bits a word (int64, never negative)."""
+        words = []
+        for f in sorted(fields, key=lambda f: -BITS[f]):
+            for w in words:
+                if w[2] + BITS[f] <= 63:
+                    w[1].append((f, w[2], (1 << BITS[f]) - 1))
+                    w[2] += BITS[f]
+                    break
+            else:
+                words.append([self.col, [(f, 0, (1 << BITS[f]) - 1)], BITS[f]])
+                self.col += 1
+        return [(c, parts) for c, parts, _ in words]
 
     def segment_of(self, j):
         for s, (a, e) in enumerate(self.segments):

@@ -159,40 +159,48 @@ _FC_LOOKUP = '''\
     _fc.lookup(fc, b, live, m, ep, {mark})
 '''
 _FC_SEGMENT = '''\
-    # flow cache: segment {s}, NFs {a}..{e}
+    # flow cache: segment {s}, NFs {a}..{e}: check the hits, mark the misses
     for x in range(m):
         i = live[x]
         r = fc.slot[i]
         if r >= 0:
             o = r * FC_VW
-            if {stale}:
-                _fc.resend(fc, i, {keep})
-{hit_guard}        if fc.slot[i] < 0 and fc.ins[i] >= 0:
-{miss_guard}            fc.rec[i, 0] |= {bit}
-{record_guards}'''
+{hit}        if fc.slot[i] < 0 and fc.ins[i] >= 0:
+{miss}'''
 _FC_CALL = '''\
     tk = t
     mm = _fc.misses(fc, live, m)
 {call}
-    for x in range(mm):                 # what NF {j} did, for the packets it ran on
-        i = fc.sub[x]
-        if fc.ins[i] >= 0:
-            p = b.port[i]
-            if p >= {slowpath} or p < -256:
-                fc.ins[i] = -1
-            else:
-{record_tag}                if p < 0:
-                    fc.rec[i, 0] |= {dropper} << 8 | (-1 - p)
-{record_end}
+{record}
     for x in range(m):                  # the others: NF {j}'s recorded effect
         i = live[x]
         r = fc.slot[i]
         if r >= 0:
             o = r * FC_VW
-{replay}            v = fc.vals[o]
-            if (v >> 8) & 255 == {dropper}:
-                b.port[i] = -1 - (v & 255)
-{apply_end}
+{apply}
+    if timed:
+        nfstat[{j}, NF_TIMED] += m
+    nfstat[{j}, NF_CACHED] += m - mm
+    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
+    if timed:
+        t = rdtsc()
+        nfstat[{j}, NF_CYCLES] += t - tk
+'''
+_FC_ONE = '''\
+    # flow cache: NF {j}, a segment of its own ({s}): the packets it serves
+    # take NF {j}'s recorded effect, the others are listed for NF {j} itself
+    tk = t
+    mm = 0
+    for x in range(m):
+        i = live[x]
+        r = fc.slot[i]
+        if r >= 0:
+            o = r * FC_VW
+{hit}
+{miss}        fc.sub[mm] = i
+        mm += 1
+{call}
+{record}
     if timed:
         nfstat[{j}, NF_TIMED] += m
     nfstat[{j}, NF_CACHED] += m - mm
@@ -203,41 +211,103 @@ _FC_CALL = '''\
 '''
 
 
-def _fc_call(spec, seg, last, layout, j, **kw):
-    """A cacheable NF's call: run on the misses, record, apply to the hits."""
-    ind = " " * 16
-    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
-    tag = layout.tag.get(j)
-    record_tag = f"{ind}fc.rec[i, {tag}] = b.tag[i]\n" if tag is not None else ""
-    replay = f"            rp{j}(st{j}, fc.vals[o + {tag}])\n" if tag is not None else ""
-    record_end = apply_end = ""
+def _indent(lines, n):
+    return "".join(" " * n + x + "\n" for x in lines)
+
+
+def _unpack(c, shift, mask):
+    v = f"fc.vals[o + {c}]"
+    return f"(({v} >> {shift}) & {mask})" if shift else f"({v} & {mask})"
+
+
+def _pack(c, parts, src):
+    """The line recording word c of an entry from the packet (src: field -> expression)."""
+    return f"fc.rec[i, {c}] = " + " | ".join(
+        f"((int({src(f)}) & {mask}) << {shift})" if shift else f"(int({src(f)}) & {mask})"
+        for f, shift, mask in parts)
+
+
+def _field(f):
+    return f"b.{f}[i]"
+
+
+def _fc_parts(seg, layout, j):
+    """(the lines applying NF j's recorded effect to a hit whose entry is
+    at o, the loop recording what NF j did to the packets it ran on)."""
+    pt = layout.pt[j]
+    last = layout.segments[seg][1] == j
+    parts = dict((f, (pt[0], sh, mk)) for f, sh, mk in pt[1]) if pt else {}
+    apply = [f"rp{j}(st{j}, {_unpack(*parts['tag'])})"] if "tag" in parts else []
+    apply += ["v = fc.vals[o]", f"if (v >> 8) & 255 == {j + 1}:", "    b.port[i] = -1 - (v & 255)"]
     if last:
-        rec = [f"fc.rec[i, {layout.port[seg]}] = p"] + \
-              [f"fc.rec[i, {c}] = b.{f}[i]" for f, c in layout.writes[seg].items()]
-        record_end = f"{ind}else:\n" + "".join(f"{ind}    {x}\n" for x in rec)
-        app = [f"b.port[i] = fc.vals[o + {layout.port[seg]}]"] + \
-              [f"b.{f}[i] = fc.vals[o + {c}]" for f, c in layout.writes[seg].items()]
-        apply_end = "            else:\n" + "".join(f"                {x}\n" for x in app)
-    return _FC_CALL.format(j=j, call=call, slowpath=SLOWPATH, dropper=j + 1, record_tag=record_tag,
-                           record_end=record_end.rstrip("\n"), replay=replay,
-                           apply_end=apply_end.rstrip("\n"), **kw)
+        apply += ["else:", f"    b.port[i] = {_unpack(*parts['port'])}"]
+        apply += [f"    b.{f}[i] = {_unpack(c, sh, mk)}" for c, ws in layout.writes[seg] for f, sh, mk in ws]
+    src = {"tag": "b.tag[i]", "port": "p"}
+    record = ["for x in range(mm):" + f"                 # what NF {j} did, for the packets it ran on",
+              "    i = fc.sub[x]",
+              "    if fc.ins[i] >= 0:",
+              "        p = b.port[i]",
+              f"        if p >= {SLOWPATH} or p < -256:",
+              "            fc.ins[i] = -1",
+              "        elif p < 0:",
+              f"            fc.rec[i, 0] |= {j + 1} << 8 | (-1 - p)"]
+    if "tag" in parts:
+        record += ["            " + _pack(pt[0], [x for x in pt[1] if x[0] == "tag"], src.get)]
+    if pt or last:
+        record += ["        else:"]
+        if pt:
+            record += ["            " + _pack(pt[0], pt[1], src.get)]
+        if last:
+            record += ["            " + _pack(c, ws, _field) for c, ws in layout.writes[seg]]
+    return apply, record
 
 
-def _fc_segment(s, layout, specs):
-    """Check and mark the packets entering segment s (see pynf.flowcache)."""
-    a, e = layout.segments[s]
-    bit = 1 << (16 + s)
-    g = layout.guards[s]
-    stale = " or ".join([f"(fc.vals[o] & {bit}) == 0"] +
-                        [f"b.{f}[i] != fc.vals[o + {c}]" for f, c in g.items()])
+def _fc_checks(seg, layout, specs, bit):
+    """(the lines checking a hit entering segment seg: resend or refuse it,
+    else fall through; the lines marking a miss (records its guards), or
+    refusing it) for a segment with something to check."""
+    a, e = layout.segments[seg]
     guards = " and ".join(f"g{j}(b, i, st{j})" for j in range(a, e + 1) if specs[j].cache.guard is not None)
-    hit_guard = miss_guard = ""
+    stale = " or ".join([f"(fc.vals[o] & {bit}) == 0"] + [
+        f"b.{f}[i] != {_unpack(c, sh, mk)}" for c, ws in layout.guards[seg] for f, sh, mk in ws])
+    hit = [f"if {stale}:", f"    _fc.resend(fc, i, {bit - (1 << 16)})"]
     if guards:
-        hit_guard = f"            elif not ({guards}):\n                _fc.refuse(fc, i)\n"
-        miss_guard = f"            if not ({guards}):\n                _fc.refuse(fc, i)\n                continue\n"
-    record = "".join(f"            fc.rec[i, {c}] = b.{f}[i]\n" for f, c in g.items())
-    return _FC_SEGMENT.format(s=s, a=a, e=e, stale=stale, keep=bit - (1 << 16), hit_guard=hit_guard,
-                              miss_guard=miss_guard, bit=bit, record_guards=record)
+        hit += [f"elif not ({guards}):", "    _fc.refuse(fc, i)"]
+    mark = [f"fc.rec[i, 0] |= {bit}"] + [_pack(c, ws, _field) for c, ws in layout.guards[seg]]
+    miss = ([f"if not ({guards}):", "    _fc.refuse(fc, i)", "else:"] + ["    " + x for x in mark]) \
+        if guards else mark
+    return hit, miss
+
+
+def _fc_one(spec, seg, layout, specs, j, plain, **kw):
+    """A cacheable NF alone in its segment: check, apply and list in one pass."""
+    apply, record = _fc_parts(seg, layout, j)
+    if plain:                       # nothing to check: every hit takes the effect
+        hit = apply + ["continue"]
+        miss = []
+    else:
+        hit, mark = _fc_checks(seg, layout, specs, 1 << (16 + seg))
+        hit += ["else:"] + ["    " + x for x in apply] + ["    continue"]
+        miss = ["if fc.ins[i] >= 0:"] + ["    " + x for x in mark]
+    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
+    return _FC_ONE.format(j=j, s=seg, hit=_indent(hit, 12).rstrip("\n"), miss=_indent(miss, 8),
+                          call=call, record=_indent(record, 4).rstrip("\n"), **kw)
+
+
+def _fc_call(spec, seg, layout, j, **kw):
+    """A cacheable NF in a segment of several: run on the misses, record,
+    apply to the hits (at this NF, so that a drop counts under it)."""
+    apply, record = _fc_parts(seg, layout, j)
+    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
+    return _FC_CALL.format(j=j, call=call, record=_indent(record, 4).rstrip("\n"),
+                           apply=_indent(apply, 12).rstrip("\n"), **kw)
+
+
+def _fc_segment(seg, layout, specs):
+    """Check and mark the packets entering segment seg (of several NFs)."""
+    a, e = layout.segments[seg]
+    hit, miss = _fc_checks(seg, layout, specs, 1 << (16 + seg))
+    return _FC_SEGMENT.format(s=seg, a=a, e=e, hit=_indent(hit, 12), miss=_indent(miss, 12))
 
 
 SAMPLE = 8          # time the NFs on one burst in 8
@@ -288,9 +358,12 @@ def generate(specs, nf_base=0, writes=None, cached=None):
                 j=j, lst="live", cnt="m"), **kw))
             continue
         first, last = layout.segments[seg]
+        if first == last:
+            calls.append(_fc_one(s, seg, layout, specs, plain=seg == 0 and plain0, **kw))
+            continue
         if j == first and not (seg == 0 and plain0):
             calls.append(_fc_segment(seg, layout, specs))
-        calls.append(_fc_call(s, seg, j == last, layout, **kw))
+        calls.append(_fc_call(s, seg, layout, **kw))
     calls = "".join(calls)
     versions = " + ".join(f"v{j}(st{j})" for j, (s, c) in enumerate(zip(specs, cached))
                           if c and s.cache.version is not None) or "0"

@@ -114,19 +114,28 @@ def test_full_table_is_a_cache_not_a_loss():
     same(["acl", "lb", "l3fwd"], frames, entries=4)
 
 
-def test_layout_columns():
+def test_layout_packs_fields_into_words():
     lay = Layout([True, False, True], [set(), {"dst_ip", "dport"}, {"ttl", "eth_src", "eth_dst"}],
                  [True, False, True])
     assert lay.segments == [(0, 0), (2, 2)]
-    assert lay.guards[0] == {} and set(lay.guards[1]) == {"dst_ip", "dport", "port"}
-    cols = [0, *lay.guards[1].values(), lay.port[0], lay.port[1], *lay.writes[1].values(), *lay.tag.values()]
-    assert sorted(cols) == list(range(lay.vw))          # every column used once
+    assert lay.guards[0] == []
+    assert {f for _, ws in lay.guards[1] for f, _, _ in ws} == {"dst_ip", "dport", "port"}
+    words = [w for g in lay.guards + lay.writes for w in g] + [w for w in lay.pt.values() if w]
+    cols = [c for c, _ in words]
+    assert sorted(cols) == list(range(1, len(cols) + 1))    # each word once, after the info word
+    for _, parts in words:                                   # fields do not overlap, 63 bits at most
+        used = 0
+        for f, shift, mask in parts:
+            assert used & (mask << shift) == 0
+            used |= mask << shift
+        assert used < 1 << 63
+    assert lay.vw == 8                                       # acl,lb,l3fwd: one cache line
 
 
 def test_make_sizes_and_alignment():
     fc = flowcache.make(1000, 11)
-    assert len(fc.keys) == 512 * 8 and fc.vals.size == 1024 * 11
-    assert fc.keys.ctypes.data % 64 == 0
+    assert len(fc.keys) == 512 * 8 and fc.vals.size == 1024 * 16
+    assert fc.keys.ctypes.data % 64 == 0 and fc.vals.ctypes.data % 64 == 0
     assert flowcache.entries_for(10) == flowcache.ENTRIES_DEFAULT
     assert flowcache.entries_for(1_000_000) == 1 << 21
 
