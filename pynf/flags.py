@@ -24,20 +24,23 @@ def finite(text):
 
 
 def flow_cache(text):
-    """--flow-cache on|off|N -> -1 (on, sized by the run), 0 (off) or N entries."""
-    t = text.strip().lower()
-    if t in ("on", "yes", "1", "true"):
-        return -1
-    if t in ("off", "no", "0", "false"):
-        return 0
-    if t.isdigit() and 2 <= int(t) <= (1 << 24):
-        return int(t)
-    raise argparse.ArgumentTypeError(f"want on, off or a number of entries 2..{1 << 24}, not {text!r}")
+    """--flow-cache auto|on|off[:ENTRIES] -> (entries: -1 sized by the run, 0
+    off, or N; auto: kept only while it measures faster)."""
+    t, _, n = text.strip().lower().partition(":")
+    if t not in ("auto", "on", "off") or (n and t == "off"):
+        raise argparse.ArgumentTypeError(f"want auto, on or off, or auto:N or on:N entries, not {text!r}")
+    if t == "off":
+        return 0, False
+    if not n:
+        return -1, t == "auto"
+    if not n.isdigit() or not 2 <= int(n) <= (1 << 24):
+        raise argparse.ArgumentTypeError(f"{text!r}: want 2..{1 << 24} entries")
+    return int(n), t == "auto"
 
 
 def flow_cache_default():
-    """on unless $PYNF_FLOW_CACHE says otherwise (the tests run both ways)."""
-    v = os.environ.get("PYNF_FLOW_CACHE", "on")
+    """auto unless $PYNF_FLOW_CACHE says otherwise (the tests run both ways)."""
+    v = os.environ.get("PYNF_FLOW_CACHE", "auto")
     try:
         return flow_cache(v)
     except argparse.ArgumentTypeError as e:
@@ -94,10 +97,10 @@ def add_run_flags(r):
     r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
     r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
     r.add_argument("--ring-size", type=int, default=1024, metavar="N", help="inter-stage ring entries (1024)")
-    r.add_argument("--flow-cache", type=flow_cache, default=None, metavar="on|off|N",
-                   help="the chain-wide flow cache (pynf/flowcache.py): on (sized to the built-in "
-                        "flows, 64K entries at least), off, or N entries (default: on, or "
-                        "$PYNF_FLOW_CACHE)")
+    r.add_argument("--flow-cache", type=flow_cache, default=None, metavar="auto|on|off[:N]",
+                   help="the chain-wide flow cache (pynf/flowcache.py): auto (in use while it "
+                        "measures faster), on, off; :N entries (default: sized to the built-in "
+                        "flows, 64K at least). Default auto, or $PYNF_FLOW_CACHE")
     r.add_argument("--ring-full", choices=("wait", "drop"), default="wait",
                    help="full ring: wait (backpressure) or drop")
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")

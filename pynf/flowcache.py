@@ -52,9 +52,13 @@ from pynf.slots import (
     FC_HITS,
     FC_INSERTS,
     FC_MISSES,
+    FC_ON,
     FC_REFUSED,
     FC_RESENT,
     FC_SIZE,
+    FC_SWITCHES,
+    NF_RX,
+    W_CYCLES,
 )
 
 # Fields a stage writes back; a segment records those its NFs write, and a
@@ -110,6 +114,7 @@ def make(entries, vw):
         buckets *= 2
     meta = np.zeros(FC_SIZE, dtype=np.int64)
     meta[FC_CAPACITY] = 2 * buckets if entries else 0
+    meta[FC_ON] = 1 if entries else 0
     vw = max(8, (vw + 7) // 8 * 8)
     return FlowCache(meta=meta, keys=_aligned(buckets * 8), vals=_aligned(2 * buckets * vw),
                      slot=np.full(BURST_MAX, -1, dtype=np.int64), ins=np.full(BURST_MAX, -1, dtype=np.int64),
@@ -145,6 +150,13 @@ def lookup(fc, b, live, m, ep, mark):
     fc.ins[i] = the way a miss will be recorded in (-1: none), its record
     fc.rec[i] started with `mark`, and i listed in fc.mis[1:]; fc.k0/k1/k2[i]
     its key (k0 -1: not keyable). Returns the hits."""
+    if fc.meta[FC_ON] == 0:             # looked past: every packet runs the NFs, none is recorded
+        for x in range(m):
+            i = live[x]
+            fc.slot[i] = -1
+            fc.ins[i] = -1
+        fc.mis[0] = 0
+        return 0
     mask = len(fc.keys) // 8 - 1
     vw = fc.rec.shape[1]
     for x in range(m):
@@ -276,6 +288,71 @@ def commit(fc, ep):
         ins += 1
     fc.meta[FC_INSERTS] += ins
     fc.meta[FC_EVICTIONS] += ev
+
+
+class Adapt:
+    """--flow-cache auto: keep a stage replica's cache only while it makes
+    the stage cheaper. A cache pays where the NFs it stands in for cost more
+    than a lookup in a table that stays in the CPU's caches (a large ACL and
+    few flows); on cheap NFs, or with flows enough to push the table out to
+    memory, it costs more than it saves (bench/RESULTS.md has the figures).
+
+    Measured, not guessed: every PERIOD_S the worker runs PROBE_S with the
+    cache looked past and PROBE_S with it in use (in that order, so that the
+    table is refilled before it is judged), compares the stage's cycles per
+    packet (ws[W_CYCLES] over the stage's packets) and keeps the cheaper for
+    the rest of the period. Called by the worker between its loop's calls
+    (pynf.runtime), so the switch falls between bursts.
+    """
+    PERIOD_S = 2.0
+    PROBE_S = 0.1
+    MIN_PACKETS = 20000
+
+    def __init__(self, fc, ws, nfstat, hz):
+        self.fc, self.ws, self.nfstat = fc, ws, nfstat
+        self.ticks = {k: int(v * hz) for k, v in (("period", self.PERIOD_S), ("probe", self.PROBE_S))}
+        self.phase = "run"
+        self.until = None
+        self.mark = None
+        self.cost = {}
+
+    def _sample(self):
+        return int(self.ws[W_CYCLES]), int(self.nfstat[-1, NF_RX])
+
+    def _set(self, on):
+        # (the table stays exact while looked past: control changes bump
+        # its epoch all the same, so what it holds may be used again)
+        if bool(self.fc.meta[FC_ON]) != on:
+            self.fc.meta[FC_ON] = int(on)
+            self.fc.meta[FC_SWITCHES] += 1
+
+    def step(self, now):
+        """At TSC `now`, between bursts."""
+        if self.until is None:
+            self.until = now + self.ticks["period"]
+            return
+        if now < self.until:
+            return
+        if self.phase != "run":
+            c, n = self._sample()
+            c0, n0 = self.mark
+            if n - n0 < self.MIN_PACKETS:               # too little traffic to judge: go on probing
+                self.until = now + self.ticks["probe"]
+                return
+            self.cost[self.phase] = (c - c0) / (n - n0)
+        if self.phase == "run":
+            self.phase = "off"
+            self._set(False)
+        elif self.phase == "off":
+            self.phase = "on"
+            self._set(True)
+        else:
+            self.phase = "run"
+            self._set(self.cost["on"] <= self.cost["off"])
+            self.until = now + self.ticks["period"]
+            return
+        self.mark = self._sample()
+        self.until = now + self.ticks["probe"]
 
 
 class Layout:

@@ -60,8 +60,8 @@ class Options:
     ifaces: list = None         # --iface ports (pynf.control.host.Iface), or None
     iface_driver: str = "af_packet"
     host: bool = False          # ports have addresses: ARP goes to the slow path
-    flow_cache: int = None      # entries per stage replica: -1 sized to the flows, 0 off (pynf.flowcache);
-                                # None: $PYNF_FLOW_CACHE, else on
+    flow_cache: tuple = None    # (entries per stage replica: -1 sized to the flows, 0 off; auto:
+                                # kept while faster), pynf.flags.flow_cache; None: $PYNF_FLOW_CACHE, else auto
     # set by Runtime.build from the plan, for the backend's sizing:
     n_workers: int = 0
     n_tx_queues: int = 0
@@ -86,6 +86,7 @@ class Worker:
     dst: object = None
     upstream_done: np.ndarray = None
     fc: object = None           # the stage replica's flow cache (pynf.flowcache)
+    adapt: object = None        # its --flow-cache auto policy (flowcache.Adapt), or None
     states: list = None
     exited: bool = False
     error: BaseException = None
@@ -161,7 +162,8 @@ class Runtime:
         if opts.flow_cache is None:
             from pynf.flags import flow_cache_default
             opts.flow_cache = flow_cache_default()
-        fc_entries = flowcache.entries_for(self.ctx.flows) if opts.flow_cache < 0 else opts.flow_cache
+        fc_entries, self.fc_auto = opts.flow_cache
+        fc_entries = flowcache.entries_for(self.ctx.flows) if fc_entries < 0 else fc_entries
         for ss, cs in zip(self.specs, self.configs):
             writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
             cached = [fc_entries > 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]
@@ -222,6 +224,8 @@ class Runtime:
                 w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
                 vw = self.modules[s].FC_VW
                 w.fc = flowcache.make(fc_entries if vw else 0, vw)
+                if vw and self.fc_auto:
+                    w.adapt = flowcache.Adapt(w.fc, w.ws, w.nfstat, self.hz)
                 w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
@@ -278,6 +282,8 @@ class Runtime:
                     self._park(w)
                 args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
+                if w.adapt is not None:
+                    w.adapt.step(rdtsc())
                 if rc == loops.RC_FLUSH:
                     self._flush_capture(w)
                 elif rc == loops.RC_DONE:

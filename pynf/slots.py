@@ -40,11 +40,13 @@ FC_EVICTIONS = 4    # ... over a live entry of another flow
 FC_RESENT = 5       # hits that ran part of the stage after all (an NF before a segment did otherwise)
 FC_REFUSED = 6      # packets an NF's guard kept from the cache
 FC_CAPACITY = 7     # entries (0: the cache is off)
-FC_SIZE = 8
+FC_ON = 8           # 1: in use; 0: looked past (--flow-cache auto measured it slower, pynf.flowcache.Adapt)
+FC_SWITCHES = 9     # times Adapt turned it on or off
+FC_SIZE = 10
 # their names in the report's stages[s].flow_cache and in /metrics
 FC_REPORT = (("capacity", FC_CAPACITY), ("hits", FC_HITS), ("misses", FC_MISSES), ("inserts", FC_INSERTS),
              ("evictions", FC_EVICTIONS), ("resent", FC_RESENT), ("refused", FC_REFUSED),
-             ("invalidations", FC_EPOCH))
+             ("invalidations", FC_EPOCH), ("on", FC_ON), ("switches", FC_SWITCHES))
 
 # Ring producer's options and counters, RingOut.opts (pynf.io.ring, dpdk_kernels)
 RO_POLICY = 0       # P_WAIT or P_DROP when a ring is full

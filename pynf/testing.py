@@ -52,8 +52,8 @@ class Chain:
             writes = [s.written(c) for s, c in zip(self.specs, configs)]
         self.states = states
         self.flags = F_FIRST | (F_HOST if host else 0)
-        entries = flow_cache_default() if flow_cache is None else flow_cache
-        entries = flowcache.ENTRIES_DEFAULT if entries < 0 else entries
+        entries = flow_cache_default()[0] if flow_cache is None else flow_cache
+        entries = flowcache.ENTRIES_DEFAULT if entries < 0 else entries     # (auto or not: always on)
         cached = [entries > 0 and s.cacheable(c) for s, c in zip(self.specs, configs)]
         self.module = compile_stage(self.specs, writes=writes, cached=cached)
         self.fc = flowcache.make(entries if self.module.FC_VW else 0, self.module.FC_VW)

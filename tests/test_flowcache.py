@@ -125,7 +125,7 @@ def test_layout_packs_fields_into_words():
     assert sorted(cols) == list(range(1, len(cols) + 1))    # each word once, after the info word
     for _, parts in words:                                   # fields do not overlap, 63 bits at most
         used = 0
-        for f, shift, mask in parts:
+        for _f, shift, mask in parts:
             assert used & (mask << shift) == 0
             used |= mask << shift
         assert used < 1 << 63
