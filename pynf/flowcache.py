@@ -150,13 +150,6 @@ def lookup(fc, b, live, m, ep, mark):
     fc.ins[i] = the way a miss will be recorded in (-1: none), its record
     fc.rec[i] started with `mark`, and i listed in fc.mis[1:]; fc.k0/k1/k2[i]
     its key (k0 -1: not keyable). Returns the hits."""
-    if fc.meta[FC_ON] == 0:             # looked past: every packet runs the NFs, none is recorded
-        for x in range(m):
-            i = live[x]
-            fc.slot[i] = -1
-            fc.ins[i] = -1
-        fc.mis[0] = 0
-        return 0
     mask = len(fc.keys) // 8 - 1
     vw = fc.rec.shape[1]
     for x in range(m):
@@ -297,20 +290,22 @@ class Adapt:
     few flows); on cheap NFs, or with flows enough to push the table out to
     memory, it costs more than it saves (bench/RESULTS.md has the figures).
 
-    Measured, not guessed: every PERIOD_S the worker runs PROBE_S with the
-    cache looked past and PROBE_S with it in use (in that order, so that the
+    Measured, not guessed: WARM_S after the start and then every PERIOD_S
+    the worker runs PROBE_S with the cache looked past and PROBE_S with it in use (in that order, so that the
     table is refilled before it is judged), compares the stage's cycles per
     packet (ws[W_CYCLES] over the stage's packets) and keeps the cheaper for
     the rest of the period. Called by the worker between its loop's calls
     (pynf.runtime), so the switch falls between bursts.
     """
+    WARM_S = 0.3           # the first probe, once the table has filled
     PERIOD_S = 2.0
     PROBE_S = 0.1
     MIN_PACKETS = 20000
 
     def __init__(self, fc, ws, nfstat, hz):
         self.fc, self.ws, self.nfstat = fc, ws, nfstat
-        self.ticks = {k: int(v * hz) for k, v in (("period", self.PERIOD_S), ("probe", self.PROBE_S))}
+        self.ticks = {k: int(v * hz) for k, v in
+                      (("warm", self.WARM_S), ("period", self.PERIOD_S), ("probe", self.PROBE_S))}
         self.phase = "run"
         self.until = None
         self.mark = None
@@ -329,7 +324,7 @@ class Adapt:
     def step(self, now):
         """At TSC `now`, between bursts."""
         if self.until is None:
-            self.until = now + self.ticks["period"]
+            self.until = now + self.ticks["warm"]
             return
         if now < self.until:
             return

@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import textwrap
 
 from pynf.config import SOURCE_DIGEST, cache_dir, hot
 from pynf.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
@@ -93,7 +94,7 @@ from pynf.config import hot
 from pynf.intrinsics import rdtsc
 from pynf.nf import cache_hook, kernel
 from pynf.packet import parse_into, writeback_one
-from pynf.slots import NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
+from pynf.slots import FC_ON, NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
 from pynf.stage import settle, gather_punted
 from pynf import flowcache as _fc
 {imports}
@@ -155,8 +156,11 @@ _CALL = '''\
 
 # The flow cache's parts of a stage (pynf.flowcache has the design).
 _FC_LOOKUP = '''\
-    ep = _fc.epoch(fc, {versions})
-    _fc.lookup(fc, b, live, m, ep, {mark})
+    cached = fc.meta[FC_ON] != 0
+    ep = 0
+    if cached:
+        ep = _fc.epoch(fc, {versions})
+        _fc.lookup(fc, b, live, m, ep, {mark})
 '''
 _FC_SEGMENT = '''\
     # flow cache: segment {s}, NFs {a}..{e}: check the hits, mark the misses
@@ -209,6 +213,12 @@ _FC_ONE = '''\
         t = rdtsc()
         nfstat[{j}, NF_CYCLES] += t - tk
 '''
+
+
+def _call(spec, j, **kw):
+    """An NF's call over the live packets, and its counting."""
+    return _CALL.format(call=(_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="live", cnt="m"),
+                        j=j, **kw)
 
 
 def _indent(lines, n):
@@ -349,13 +359,14 @@ def generate(specs, nf_base=0, writes=None, cached=None):
              if c for h, p in (("guard", "g"), ("replay", "rp"), ("version", "v"))
              if getattr(s.cache, h) is not None]
     imports += "".join("\n" + x for x in hooks)
+    kws = [dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
+           for j, c in enumerate(codes)]
+    plain = "".join(_call(s, **kw) for s, kw in zip(specs, kws))
     calls = []
-    for j, (s, c) in enumerate(zip(specs, codes)):
-        kw = dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
+    for j, (s, kw) in enumerate(zip(specs, kws)):
         seg = layout.segment_of(j)
         if seg < 0:
-            calls.append(_CALL.format(call=(_PER_PACKET if s.per_packet else _BURST).format(
-                j=j, lst="live", cnt="m"), **kw))
+            calls.append(_call(s, **kw))
             continue
         first, last = layout.segments[seg]
         if first == last:
@@ -365,10 +376,13 @@ def generate(specs, nf_base=0, writes=None, cached=None):
             calls.append(_fc_segment(seg, layout, specs))
         calls.append(_fc_call(s, seg, layout, **kw))
     calls = "".join(calls)
+    if on:          # the cached NFs, or (a cache looked past: flowcache.Adapt) the plain ones
+        calls = ("    if cached:\n" + textwrap.indent(calls, "    ") + "    else:\n"
+                 + textwrap.indent(plain, "    "))
     versions = " + ".join(f"v{j}(st{j})" for j, (s, c) in enumerate(zip(specs, cached))
                           if c and s.cache.version is not None) or "0"
     lookup = _FC_LOOKUP.format(versions=versions, mark=(1 << 16) if plain0 else 0) if on else ""
-    commit = "    _fc.commit(fc, ep)\n" if on else ""
+    commit = "    if cached:\n        _fc.commit(fc, ep)\n" if on else ""
     states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
