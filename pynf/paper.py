@@ -76,10 +76,13 @@ class Runner:
         self.io, self.repeats, self.err, self.progress = io, repeats, err, progress
         self.rows = []
 
-    def point(self, exp, model, args, duration, **labels):
+    def point(self, exp, model, args, duration, cache="off", **labels):
+        """One point: `repeats` runs. The paper measured the NFs themselves,
+        so the flow cache (pynf.flowcache) is off unless `cache` says."""
         vals, reps = [], []
         for _ in range(self.repeats):
-            rep = self.invoke([*args, "--io", self.io, "--duration", f"{duration:g}"], self.err)
+            rep = self.invoke([*args, "--io", self.io, "--duration", f"{duration:g}", "--flow-cache", cache],
+                              self.err)
             if rep["rx"] != rep["tx"] + sum(rep["drops"].values()):
                 raise AssertionError(f"conservation broken in {args}: {rep['rx']} rx")
             vals.append(rep["mpps"])
@@ -120,8 +123,10 @@ def run_experiments(mode, io, line_rate, repeats, err, tick=None):
             row["gbps"] = round(row["capped_mpps"] * size * 8 / 1000, 3)
             row["line_gbps"] = round(line_pps * size * 8 / 1000, 3)
             fig5.append(row)
-    fig6 = [r.point("fig6", "rtc", ["--rtc", "acl,lb,l3fwd", "--flows", str(n), "--frame-size", str(size)],
-                    _dur(d, n), flows=n, frame_size=size)[0]
+    # Fig. 6 with one more series: the chain with its flow cache on (issue 11)
+    fig6 = [r.point("fig6", model, ["--rtc", "acl,lb,l3fwd", "--flows", str(n), "--frame-size", str(size)],
+                    _dur(d, n), cache=cache, flows=n, frame_size=size)[0]
+            for model, cache in (("rtc", "off"), ("rtc+cache", "on"))
             for size in sw["fig6_sizes"] for n in sw["fig6"]]
     t2 = {}
     for model, args in (("rtc", ["--rtc", "acl,lb,l3fwd"]), ("pl", ["--pl", "acl,lb,l3fwd"])):
@@ -139,7 +144,7 @@ def run_experiments(mode, io, line_rate, repeats, err, tick=None):
 
 def total_runs(mode, repeats=None):
     sw = SWEEPS[mode]
-    n = len(sw["fig2"]) + 2 * len(sw["fig5"]) + len(sw["fig6"]) * len(sw["fig6_sizes"]) + 2
+    n = len(sw["fig2"]) + 2 * len(sw["fig5"]) + 2 * len(sw["fig6"]) * len(sw["fig6_sizes"]) + 2
     return n * (repeats or sw["repeats"])
 
 
@@ -178,8 +183,8 @@ def verdicts(res, line_rate):
                 f"one hop here costs {h:.1f} busy cycles per packet (PL minus RTC, per hop), which in "
                 "pynf includes a second receive/transmit pass and a second parse besides the "
                 f"cache-line transfer{over}"))
-    f6 = {(r["flows"], r["frame_size"]): r["mpps"] for r in res["fig6"]}
-    pairs = [(s, f6[(1000, s)] / f6[(100_000, s)]) for s in sorted({r["frame_size"] for r in res["fig6"]})
+    f6 = {(r["flows"], r["frame_size"]): r["mpps"] for r in res["fig6"] if r["model"] == "rtc"}
+    pairs = [(s, f6[(1000, s)] / f6[(100_000, s)]) for s in sorted({k[1] for k in f6})
              if (1000, s) in f6 and (100_000, s) in f6]
     if pairs:
         lo, hi = PAPER["fig6_drop"]
@@ -259,11 +264,13 @@ def plots(res, outdir, line_rate):
     save(fig, "fig5", "fig5_rtc_vs_pl.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for size in sorted({r["frame_size"] for r in res["fig6"]}):
-        rows = [r for r in res["fig6"] if r["frame_size"] == size]
-        ax.errorbar([r["flows"] for r in rows], [r["mpps"] for r in rows], yerr=errbars(rows), marker="o",
-                    capsize=3, label=f"pynf RTC chain, {size} B")
-    rows = [r for r in res["fig6"] if r["flows"] == 1000]
+    for model, style, what in (("rtc", "o-", ""), ("rtc+cache", "^:", ", flow cache on")):
+        for size in sorted({r["frame_size"] for r in res["fig6"]}):
+            rows = [r for r in res["fig6"] if r["frame_size"] == size and r["model"] == model]
+            if rows:
+                ax.errorbar([r["flows"] for r in rows], [r["mpps"] for r in rows], yerr=errbars(rows),
+                            fmt=style, capsize=3, label=f"pynf RTC chain, {size} B{what}")
+    rows = [r for r in res["fig6"] if r["flows"] == 1000 and r["model"] == "rtc"]
     if rows:
         base = rows[0]["mpps"]
         mid = sum(PAPER["fig6_drop"]) / 2
@@ -322,9 +329,10 @@ def report_md(res, info, files, line_rate, mode):
         L.append(f"| {r['frame_size']} | {r['model']} | {r['mpps']} | {r['capped_mpps']} | {r['gbps']} | "
                  f"{r['line_gbps']} | {r['workers']}/{r['cores']}{' oversubscribed' if r['oversubscribed'] else ''} |")
     L += ["", f"![Fig. 5]({files['fig5']})", ""]
-    L += ["## Fig. 6: RTC chain by state size", "", "| flows | frame | Mpps | min | max |", "|---|---|---|---|---|"]
-    L += [f"| {r['flows']:,} | {r['frame_size']} | {r['mpps']} | {r['mpps_min']} | {r['mpps_max']} |"
-          for r in res["fig6"]]
+    L += ["## Fig. 6: RTC chain by state size (and with the flow cache on)", "",
+          "| flows | frame | flow cache | Mpps | min | max |", "|---|---|---|---|---|---|"]
+    L += [f"| {r['flows']:,} | {r['frame_size']} | {'on' if r['model'] == 'rtc+cache' else 'off'} | "
+          f"{r['mpps']} | {r['mpps_min']} | {r['mpps_max']} |" for r in res["fig6"]]
     L += ["", f"![Fig. 6]({files['fig6']})", ""]
     return "\n".join(L) + "\n"
 

@@ -153,3 +153,45 @@ def test_counts_balance():
     m = ch.fc.meta
     assert m[FC_HITS] + m[FC_MISSES] == ch.nfstat[0, 0]     # every packet the stage parsed, once
     assert np.all(ch.nfstat[:, NF_CACHED] <= ch.nfstat[:, 0])
+
+
+def test_adapt_keeps_the_cheaper():
+    """flowcache.Adapt probes off, then on, and keeps the cheaper; with too
+    little traffic it goes on probing."""
+    from pynf.slots import FC_ON, FC_SWITCHES, NF_RX, W_CYCLES
+    fc = flowcache.make(64, 8)
+    ws = np.zeros(16, dtype=np.int64)
+    nfstat = np.zeros((2, 8), dtype=np.int64)
+    a = flowcache.Adapt(fc, ws, nfstat, hz=1000)     # 1000 ticks a second
+    now = 0
+
+    def run(ticks, cycles_per_packet, packets=100_000):
+        nonlocal now
+        ws[W_CYCLES] += int(cycles_per_packet * packets)
+        nfstat[-1, NF_RX] += packets
+        now += ticks
+        a.step(now)
+
+    a.step(now)
+    run(400, 100)                   # warm-up over: the off probe starts
+    assert fc.meta[FC_ON] == 0
+    run(150, 300)                   # off costs 300 a packet
+    assert fc.meta[FC_ON] == 1      # the on probe
+    run(150, 200)                   # on costs 200: kept
+    assert fc.meta[FC_ON] == 1 and a.phase == "run"
+    run(2100, 200)                  # next period: off probe
+    run(150, 100)                   # off is cheaper now
+    run(150, 250, packets=10)       # too few packets to judge: still probing on
+    assert a.phase == "on"
+    run(150, 250)
+    assert fc.meta[FC_ON] == 0 and a.phase == "run"
+    assert fc.meta[FC_SWITCHES] == 5
+
+
+def test_flow_cache_flag():
+    from pynf.flags import flow_cache
+    assert flow_cache("auto") == (-1, True) and flow_cache("on:4096") == (4096, False)
+    assert flow_cache("off") == (0, False)
+    for bad in ("maybe", "off:5", "on:1", "on:x", "auto:99999999999"):
+        with pytest.raises(Exception, match="want"):
+            flow_cache(bad)
