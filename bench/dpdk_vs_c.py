@@ -7,7 +7,7 @@ gcc and pkg-config, writes pynf's default configuration for the built-in
 flows to files (rules, routes, backends) that both read, writes the built-in
 traffic (64-byte frames) to a pcap, and runs both on
 `--vdev=net_pcap0,rx_pcap=...,infinite_rx=1 --vdev=net_null0`, alternating
-C, pynf with its flow cache off and pynf with it on, `--rounds` times.
+C, pynf with its flow cache off, on and auto, `--rounds` times.
 Also the I/O ceiling: `pynf --rtc nop` against
 the C loop's --fwd-only. Prints a markdown table (medians; Mpps from packets
 received over the run, cycles/packet = TSC cycles spent on non-empty bursts
@@ -103,32 +103,34 @@ def main(argv=None):
             files = write_inputs(d, flows)
             for cache in ("on", "off"):
                 run_pynf(files, flows, 0.5, cache=cache)     # warm pynf's compile cache
-            c, p, q = [], [], []
+            c, p, q, u = [], [], [], []
             for _ in range(a.rounds):
                 c.append(run_c(binary, files, flows, a.duration))
                 p.append(run_pynf(files, flows, a.duration, cache="off"))
                 q.append(run_pynf(files, flows, a.duration, cache="on"))
-            rows.append(("acl,lb,l3fwd", flows, c, p, q))
+                u.append(run_pynf(files, flows, a.duration, cache="auto"))
+            rows.append(("acl,lb,l3fwd", flows, c, p, q, u))
         files = write_inputs(d, 1000)
         run_pynf(files, 1000, 0.5, "nop")
         c, p = [], []
         for _ in range(a.rounds):
             c.append(run_c(binary, files, 1000, a.duration, fwd_only=True))
             p.append(run_pynf(files, 1000, a.duration, "nop"))
-        rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p, None))
+        rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p, None, None))
     med = lambda xs, k: statistics.median(x[k] for x in xs)
     print("| chain | flows | C Mpps | C cycles/pkt | pynf Mpps, cache off | cycles/pkt | pynf / C "
-          "| pynf Mpps, cache on | cycles/pkt | pynf / C |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, flows, c, p, q in rows:
+          "| cache on | cycles/pkt | pynf / C | cache auto | pynf / C |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, flows, c, p, q, u in rows:
         cm, pm = med(c, "mpps"), med(p, "mpps")
         on = (f"{med(q, 'mpps'):.2f} | {med(q, 'cycles_per_packet'):.0f} | {med(q, 'mpps') / cm:.2f}x"
               if q else "- | - | -")
+        auto = f"{med(u, 'mpps'):.2f} | {med(u, 'mpps') / cm:.2f}x" if u else "- | -"
         print(f"| {name} | {flows:,} | {cm:.2f} | {med(c, 'cycles_per_packet'):.0f} | {pm:.2f} | "
-              f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x | {on} |")
+              f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x | {on} | {auto} |")
     print()
-    for name, flows, c, p, q in rows:
-        for label, runs in (("cache off", p), ("cache on", q)):
+    for name, flows, c, p, q, u in rows:
+        for label, runs in (("cache off", p), ("cache on", q), ("cache auto", u)):
             if not runs:
                 continue
             per_nf = ", ".join(f"{k}: {v['cycles_per_packet']} ({v.get('cached', 0)} cached)"

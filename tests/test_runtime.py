@@ -37,6 +37,23 @@ def test_builtin_traffic_report():
     assert rep["mpps"] > 0 and rep["gbps"] > 0
 
 
+def test_flow_cache_in_the_report():
+    """With the cache kept on, the same packets and drops as with it off; the
+    report says what came from it (acl and l3fwd), and lb ran on every packet."""
+    args = ["--rtc", "acl,lb,l3fwd", "--packets", "64000", "--flows", "512"]
+    reps = {}
+    for mode in ("on", "off"):
+        rc, reps[mode], err = run(args + ["--flow-cache", mode])
+        assert rc == 0, err
+    on, off = reps["on"], reps["off"]
+    assert (on["rx"], on["tx"], on["drops"]) == (off["rx"], off["tx"], off["drops"]) and conserved(on)
+    fc = on["stages"][0]["flow_cache"]
+    assert off["stages"][0]["flow_cache"] is None
+    assert fc["hits"] + fc["misses"] == on["rx"] and fc["misses"] >= 512 and fc["on"] == 1
+    assert on["nfs"]["acl"]["cached"] == fc["hits"] and on["nfs"]["lb"]["cached"] == 0
+    assert 0 < on["nfs"]["l3fwd"]["cached"] <= on["nfs"]["l3fwd"]["rx"]
+
+
 @pytest.fixture
 def files(tmp_path):
     rules = tmp_path / "rules.txt"
@@ -128,6 +145,7 @@ def test_two_replicas_split_flows(frame_size):
     (["--rtc", "lb", "--set", "lb.capacity=zero"], "--set lb.capacity=zero"),
     (["--rtc", "lb", "--set", "lb.nothing=1"], "no such setting"),
     (["--rtc", "acl", "--pcap-in", "/nonexistent.pcap"], "/nonexistent.pcap: no such file"),
+    (["--rtc", "acl", "--flow-cache", "maybe"], "--flow-cache"),
 ])
 def test_bad_usage_exits_2_with_one_line(args, msg):
     rc, _, err = run(args)
