@@ -294,11 +294,13 @@ class Adapt:
     the worker runs PROBE_S with the cache looked past and PROBE_S with it in use (in that order, so that the
     table is refilled before it is judged), compares the stage's cycles per
     packet (ws[W_CYCLES] over the stage's packets) and keeps the cheaper for
-    the rest of the period. Called by the worker between its loop's calls
+    the rest of the period (a period doubles, to 32 s, each time the cache
+    loses, and is back to 2 s when it wins). Called by the worker between its loop's calls
     (pynf.runtime), so the switch falls between bursts.
     """
     WARM_S = 0.3           # the first probe, once the table has filled
-    PERIOD_S = 2.0
+    PERIOD_S = 2.0         # doubled after each probe the cache loses, up to PERIOD_MAX_S
+    PERIOD_MAX_S = 32.0
     PROBE_S = 0.1
     MIN_PACKETS = 20000
 
@@ -306,6 +308,7 @@ class Adapt:
         self.fc, self.ws, self.nfstat = fc, ws, nfstat
         self.ticks = {k: int(v * hz) for k, v in
                       (("warm", self.WARM_S), ("period", self.PERIOD_S), ("probe", self.PROBE_S))}
+        self.period = self.ticks["period"]
         self.phase = "run"
         self.until = None
         self.mark = None
@@ -343,8 +346,13 @@ class Adapt:
             self._set(True)
         else:
             self.phase = "run"
-            self._set(self.cost["on"] <= self.cost["off"])
-            self.until = now + self.ticks["period"]
+            keep = self.cost["on"] <= self.cost["off"]
+            self._set(keep)
+            # a cache that keeps losing is probed ever more seldom (each probe costs)
+            self.period = self.ticks["period"] if keep else min(2 * self.period,
+                                                                int(self.ticks["period"] * self.PERIOD_MAX_S
+                                                                    / self.PERIOD_S))
+            self.until = now + self.period
             return
         self.mark = self._sample()
         self.until = now + self.ticks["probe"]

@@ -6,20 +6,25 @@ called directly and inlined by LLVM) and caches it on disk like any other
 module. The module's name is a hash of the chain and of every source file
 it depends on, so editing an NF or pynf itself never loads stale code.
 
-The generated `stage(b, live, n, flags, drops, nfstat, st0, st1, ...)`:
+The generated `stage(b, live, n, flags, drops, nfstat, fc, st0, st1, ...)`:
   1. parses the burst into the Batch b (pynf.packet.parse_into; flags are
-     its F_FIRST / F_HOST);
-  2. runs each NF over the live packets, then `settle`s: packets the NF
+     its F_FIRST / F_HOST); with a flow cache (some NF cacheable, see
+     pynf.flowcache) in use (fc.meta[FC_ON]), looks each packet up in fc;
+  2. runs each NF over the live packets (a cacheable NF only over those
+     the cache does not serve; the others take its recorded effect), then
+     `settle`s: packets the NF
      dropped leave the live list and are counted under the NF's reason;
      packets it handed to the slow path (pynf.nf.slowpath) leave it too,
      their verdict turned into a punt code naming the NF (pynf.drops);
   3. writes changed header fields back (pynf.packet.writeback_one), for
      punted packets as well;
-  4. returns m: live[:m] are the packets to send on, the punted ones last;
+  4. records the cache's misses in fc, and returns m: live[:m] are the
+     packets to send on, the punted ones last;
      b.port holds every verdict (>= PUNT_BASE: for the slow path).
 nfstat[k] holds NF k's counters (the NF_* columns of pynf.slots); the last
-row is the stage's own parse + write-back (its NF_PUNTED counts the ARP
-frames it punted). Cycles are sampled (one burst in SAMPLE), so cycles per
+row is the stage's own parse + write-back, with the flow cache's lookup and
+recording (its NF_PUNTED counts the ARP frames it punted); NF_CACHED counts
+the packets whose NF effect came from the flow cache. Cycles are sampled (one burst in SAMPLE), so cycles per
 packet is NF_CYCLES / NF_TIMED.
 """
 import hashlib

@@ -186,6 +186,7 @@ def test_adapt_keeps_the_cheaper():
     run(150, 250)
     assert fc.meta[FC_ON] == 0 and a.phase == "run"
     assert fc.meta[FC_SWITCHES] == 5
+    assert a.until - now == 4000        # it lost: the next probe after twice the period
 
 
 def test_flow_cache_flag():
