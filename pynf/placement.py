@@ -158,7 +158,7 @@ def measure(chain, flows=1024, frame_size=64, io=None, pcap_in=None, duration=2.
     import os
 
     from pynf.launch import invoke
-    base = ["--duration", f"{duration:g}"]
+    base = ["--duration", f"{duration:g}", "--flow-cache", "off"]     # the NFs' own cycles
     base += ["--pcap-in", pcap_in] if pcap_in else ["--flows", str(flows), "--frame-size", str(frame_size)]
     if io:
         base += ["--io", io]

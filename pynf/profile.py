@@ -20,7 +20,8 @@ def profile(chain, flows=1024, frame_size=64, io=None, duration=2.0, err=None):
     """Per-NF cycles under RTC and PL and the ring-hop cost, from two runs
     made in this process (pynf.launch.invoke)."""
     from pynf.launch import invoke
-    base = ["--flows", str(flows), "--frame-size", str(frame_size), "--duration", str(duration)]
+    base = ["--flows", str(flows), "--frame-size", str(frame_size), "--duration", str(duration),
+            "--flow-cache", "off"]           # the NFs themselves (pynf.flowcache would stand in for some)
     if io:
         base += ["--io", io]
     why = probe()
