@@ -29,13 +29,18 @@ epoch. What an NF does per packet beyond its effect (acl's per-rule hits,
 l3fwd marking a neighbour used) it does in `replay`, from a tag it left in
 `pkts.tag[i]`. Packets handed to the slow path are never recorded.
 
+Whether it pays is measured, not assumed (`--flow-cache auto`, the
+default: Adapt): a lookup costs 25-60 cycles, so it pays only where the NFs
+it stands in for cost more and the table stays in the CPU's caches.
+
 The table (per stage replica): keys int64[buckets * 8], a bucket being one
-cache line holding two ways of (k0, k1, k2, epoch); vals int64[2 * buckets,
-VW], a way's recorded effect, whose columns the stage compiler lays out
-(Layout): column 0 holds the segments recorded (bit 16 + s) and the NF that
-dropped the packet (bits 8-15, NF index + 1) with its reason (bits 0-7).
-Counters: meta[FC_*] (pynf.slots); per NF, nfstat[k, NF_CACHED] counts the
-packets whose effect came from the table.
+cache line holding two ways of (k0, k1, k2, epoch); vals int64[2 * buckets
+* VW], a way's recorded effect in VW words (a multiple of 8, so each way
+starts a cache line), fields packed into words as the stage compiler lays
+them out (Layout): word 0 holds the segments recorded (bit 16 + s) and the
+NF that dropped the packet (bits 8-15, NF index + 1) with its reason (bits
+0-7). Counters: meta[FC_*] (pynf.slots); per NF, nfstat[k, NF_CACHED]
+counts the packets whose effect came from the table.
 """
 from collections import namedtuple
 from dataclasses import dataclass
