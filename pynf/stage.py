@@ -151,13 +151,23 @@ _PER_PACKET = "    for x in range({cnt}):\n        nf{j}(b, {lst}[x], st{j})"
 _CALL = '''\
     tk = t
 {call}
+{count}'''
+
+# after each NF: its timing and counting (`cached`: how many the flow cache served)
+_COUNT = '''\
     if timed:
         nfstat[{j}, NF_TIMED] += m
-    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
+{cached}    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
     if timed:
         t = rdtsc()
         nfstat[{j}, NF_CYCLES] += t - tk
 '''
+
+
+def _count(j, base, nr, owner, cached=False):
+    return _COUNT.format(j=j, base=base, nr=nr, owner=owner,
+                         cached=f"    nfstat[{j}, NF_CACHED] += m - mm\n" if cached else "")
+
 
 # The flow cache's parts of a stage (pynf.flowcache has the design).
 _FC_LOOKUP = '''\
@@ -187,14 +197,7 @@ _FC_CALL = '''\
         if r >= 0:
             o = r * FC_VW
 {apply}
-    if timed:
-        nfstat[{j}, NF_TIMED] += m
-    nfstat[{j}, NF_CACHED] += m - mm
-    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
-    if timed:
-        t = rdtsc()
-        nfstat[{j}, NF_CYCLES] += t - tk
-'''
+{count}'''
 _FC_ONE = '''\
     # flow cache: NF {j}, a segment of its own ({s}): the packets it serves
     # take NF {j}'s recorded effect, the others are listed for NF {j} itself
@@ -210,20 +213,13 @@ _FC_ONE = '''\
         mm += 1
 {call}
 {record}
-    if timed:
-        nfstat[{j}, NF_TIMED] += m
-    nfstat[{j}, NF_CACHED] += m - mm
-    m, q = settle(b, live, m, q, drops, nfstat, {j}, {base}, {nr}, {owner})
-    if timed:
-        t = rdtsc()
-        nfstat[{j}, NF_CYCLES] += t - tk
-'''
+{count}'''
 
 
 def _call(spec, j, **kw):
     """An NF's call over the live packets, and its counting."""
     return _CALL.format(call=(_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="live", cnt="m"),
-                        j=j, **kw)
+                        count=_count(j, **kw))
 
 
 def _indent(lines, n):
@@ -306,7 +302,7 @@ def _fc_one(spec, seg, layout, specs, j, plain, **kw):
         miss = ["if fc.ins[i] >= 0:"] + ["    " + x for x in mark]
     call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
     return _FC_ONE.format(j=j, s=seg, hit=_indent(hit, 12).rstrip("\n"), miss=_indent(miss, 8),
-                          call=call, record=_indent(record, 4).rstrip("\n"), **kw)
+                          call=call, record=_indent(record, 4).rstrip("\n"), count=_count(j, cached=True, **kw))
 
 
 def _fc_call(spec, seg, layout, j, **kw):
@@ -315,7 +311,7 @@ def _fc_call(spec, seg, layout, j, **kw):
     apply, record = _fc_parts(seg, layout, j)
     call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
     return _FC_CALL.format(j=j, call=call, record=_indent(record, 4).rstrip("\n"),
-                           apply=_indent(apply, 12).rstrip("\n"), **kw)
+                           apply=_indent(apply, 12).rstrip("\n"), count=_count(j, cached=True, **kw))
 
 
 def _fc_segment(seg, layout, specs):
