@@ -15,8 +15,10 @@ name per quantity and labels for ports, NFs, reasons, stages.
     pynf_nf_cycles_total{nf}, pynf_nf_timed_packets_total{nf}, pynf_nf_cached_packets_total{nf}
                                                      cycles over the packets they timed:
                                                      rate() / rate() = cycles per packet
-    pynf_flow_cache_{hits,misses,inserts,evictions,resent,refused,invalidations}_total{stage},
-    pynf_flow_cache_entries{stage}                   the flow cache (pynf/flowcache.py)
+    pynf_flow_cache_{hits,misses,inserts,evictions,resent,refused,invalidations,switches}_total{stage},
+    pynf_flow_cache_entries{stage}, pynf_flow_cache_replicas_on{stage}
+                                                     the flow cache (pynf/flowcache.py): gauges
+                                                     for its size and how many replicas use it
     pynf_worker_busy_cycles_total{stage,replica}, pynf_worker_idle_polls_total{...}
     pynf_tsc_hz                                      to turn cycles into seconds
     pynf_ring_fill_entries{from,to} (summary: _sum/_count over polls), pynf_ring_size_entries
@@ -130,8 +132,10 @@ class RunCollector:
         yield from (pk, dr, cy, tp, ca)
 
     def _flow_cache(self, rep):
-        fams = {k: (GaugeMetricFamily("pynf_flow_cache_entries", "Flow cache capacity (entries)", labels=["stage"])
-                    if k == "capacity" else _counter(f"pynf_flow_cache_{k}", f"Flow cache {k}", ["stage"]))
+        gauges = {"capacity": ("pynf_flow_cache_entries", "Flow cache capacity (entries)"),
+                  "on": ("pynf_flow_cache_replicas_on", "Stage replicas whose flow cache is in use")}
+        fams = {k: (GaugeMetricFamily(*gauges[k], labels=["stage"]) if k in gauges
+                    else _counter(f"pynf_flow_cache_{k}", f"Flow cache {k}", ["stage"]))
                 for k, _ in FC_REPORT}
         for s, st in enumerate(rep["stages"]):
             for k, v in (st.get("flow_cache") or {}).items():
