@@ -19,6 +19,7 @@ MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 LINKTYPE_ETHERNET = 1
 SNAPLEN = 65535
+CHUNK_BYTES = 4 << 20     # Writer.write_templates' buffer
 
 
 class Capture:
@@ -105,14 +106,20 @@ class Writer:
         self.f.write(b"".join(parts))
         self.count += len(offs)
 
-    def write_templates(self, arena, t_off, t_len, t_copy, seq):
+    def write_templates(self, arena, t_off, t_len, t_copy, seq, chunk_bytes=CHUNK_BYTES):
         """Frames seq[i] of a template arena (pynf.io.feed: t_copy[t] bytes of
-        template t, zeros up to t_len[t]), at time 0, as one write."""
+        template t, zeros up to t_len[t]), at time 0, made a chunk at a time
+        in one reused buffer (a million frames would otherwise fault in a
+        fresh 80-MB buffer: 0.2-0.7 s on a VM)."""
         seq = np.asarray(seq, dtype=np.int64)
-        lens = np.minimum(np.asarray(t_len)[seq], SNAPLEN)
-        out = np.zeros(16 * len(seq) + int(lens.sum()), dtype=np.uint8)
-        _fill_records(arena, t_off, t_len, t_copy, seq, SNAPLEN, out)
-        self.f.write(out.data)
+        if not len(seq):
+            return
+        per = 16 + min(int(np.asarray(t_len).max()), SNAPLEN)
+        step = max(1, chunk_bytes // per)
+        buf = np.empty(per * min(step, len(seq)), dtype=np.uint8)
+        for a in range(0, len(seq), step):
+            n = _fill_records(arena, t_off, t_len, t_copy, seq[a:a + step], SNAPLEN, buf)
+            self.f.write(buf[:n].data)
         self.count += len(seq)
 
     def close(self):
@@ -124,16 +131,22 @@ class Writer:
 @hot
 def _fill_records(arena, t_off, t_len, t_copy, seq, snap, out):
     """pcap records (little-endian, time 0) of seq's templates into out,
-    which is zeroed and sized for them."""
+    which has room for them; every byte is written (out is reused).
+    Returns the bytes written."""
     o = 0
     for j in range(len(seq)):
         t = seq[j]
         ln = min(np.int64(t_len[t]), snap)
         c = min(np.int64(t_copy[t]), ln)
+        for k in range(8):
+            out[o + k] = 0                                 # time 0
         for k in range(4):
             out[o + 8 + k] = (ln >> (8 * k)) & 0xFF        # captured length
             out[o + 12 + k] = (ln >> (8 * k)) & 0xFF       # original length
         src = np.int64(t_off[t])
         for k in range(c):
             out[o + 16 + k] = arena[src + k]
+        for k in range(c, ln):
+            out[o + 16 + k] = 0
         o += 16 + ln
+    return o

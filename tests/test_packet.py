@@ -111,17 +111,57 @@ def test_builtin_traffic_checksums_are_valid(frame_size):
     assert all(P.checksums_ok(frame_bytes(fs, frame_size, i)) for i in range(0, 3000, 13))
 
 
-@pytest.mark.parametrize("frame_size", [64, 1518])
-def test_template_records_write_the_frames_they_stand_for(tmp_path, frame_size):
+def test_builtin_templates_hold_each_flows_fields():
+    """The compiled template builder writes each flow's own fields (the
+    checksums are checked above)."""
+    import numpy as np
+
+    from pynf.flows import make_flows
+    from pynf.traffic import GEN_MAC_DST, GEN_MAC_SRC, build_templates
+    fs = make_flows(400, 4)
+    ids = np.arange(70000, 70400)[::-1]
+    t = build_templates(fs, 128, ids=ids)
+    assert t.shape == (400, 64)
+    protos = set()
+    for i in range(0, 400, 3):
+        f = bytes(t[i])
+        assert f[:14] == GEN_MAC_DST + GEN_MAC_SRC + b"\x08\x00"
+        ver, _, tot, ident, frag, ttl, proto, _, src, dst, sport, dport = struct.unpack("!BBHHHBBHIIHH", f[14:38])
+        assert (ver, tot, ident, frag, ttl) == (0x45, 110, ids[i] & 0xFFFF, 0x4000, 64)
+        assert (proto, src, dst, sport, dport) == (fs.proto[i], fs.src_ip[i], fs.dst_ip[i], fs.sport[i], fs.dport[i])
+        if proto == 6:
+            assert f[38:50] == bytes([0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xFF, 0xFF])
+        else:
+            assert struct.unpack("!H", f[38:40])[0] == 90 and f[42:] == bytes(22)
+        protos.add(proto)
+    assert protos == {6, 17}
+
+
+@pytest.mark.parametrize("frame_size", [64, 1518, 0])
+@pytest.mark.parametrize("chunk_bytes", [1 << 22, 1000])
+def test_template_records_write_the_frames_they_stand_for(tmp_path, frame_size, chunk_bytes):
     """pcap.Writer.write_templates (DPDK's queue files) writes what frame by
-    frame writing would: the templates' bytes, zero payload, lengths."""
+    frame writing would: the templates' bytes, zero payload, lengths, also
+    a chunk at a time through one reused buffer. frame_size 0: templates of
+    random bytes and lengths, each copied in part."""
+    import numpy as np
+
     from pynf import pcap
     from pynf.io import feed
-    f = feed.builtin(300, frame_size, 1, 2)
+    if frame_size:
+        f = feed.builtin(300, frame_size, 1, 2)
+    else:
+        rng = np.random.default_rng(4)
+        t_len = rng.integers(14, 1600, 200).astype(np.int32)
+        t_copy = np.minimum(t_len, rng.integers(0, 200, 200)).astype(np.int32)
+        t_off = np.concatenate([[0], np.cumsum(t_copy)[:-1]]).astype(np.int64)
+        arena = rng.integers(0, 256, int(t_copy.sum()) + 1, dtype=np.uint8)
+        seq = rng.integers(0, 200, 500).astype(np.int32)
+        f = feed.Feed(arena, t_off, t_len, t_copy, [seq[:250], seq[250:]], once=True)
     for seq in f.seqs:
         a, b = tmp_path / "bulk.pcap", tmp_path / "one.pcap"
         w = pcap.Writer(str(a))
-        w.write_templates(f.arena, f.t_off, f.t_len, f.t_copy, seq)
+        w.write_templates(f.arena, f.t_off, f.t_len, f.t_copy, seq, chunk_bytes=chunk_bytes)
         w.close()
         w = pcap.Writer(str(b))
         for t in seq.tolist():
