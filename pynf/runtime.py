@@ -176,6 +176,11 @@ class Runtime:
         opts.ring_slots = sum(a.slots * b.slots for a, b in zip(plan.stages, plan.stages[1:])) \
             * opts.ring_size
         io.open(first_reps, opts)
+        # the NFs' states (a million routes, flow tables) are made while the
+        # backend finishes opening (pynf.io.backend: ready)
+        states = [[[spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
+                   for _ in range(sp.slots)] for s, sp in enumerate(plan.stages)]
+        io.ready()
         self.slow = None
         flat = [sp for ss in self.specs for sp in ss]
         host = getattr(self.ctx, "host", None)
@@ -221,7 +226,7 @@ class Runtime:
                 else:
                     w.dst = io.tx_queue(r)
                 w.upstream_done = np.zeros(1, dtype=np.int64)
-                w.states = [spec.make_state(cfg) for spec, cfg in zip(self.specs[s], self.configs[s])]
+                w.states = states[s][r]
                 vw = self.modules[s].FC_VW
                 w.fc = flowcache.make(fc_entries if vw else 0, vw)
                 if vw and self.fc_auto:

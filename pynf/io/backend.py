@@ -2,7 +2,7 @@
 and pynf.io.dpdk.DpdkIO, written once.
 
 A backend owns the packet buffers and the ports. The runtime opens it with
-the number of first-stage replicas, asks it for one receive source per
+the number of first-stage replicas (then `ready`), asks it for one receive source per
 replica, one transmit sink per last-stage replica and the rings between
 stages, hands each worker its cache and capture buffer, and closes it after
 every worker has exited. `kinds` names the compiled rx/tx/ring kernels
@@ -19,6 +19,10 @@ class Backend(Protocol):
 
     def open(self, nqueues, opts):
         """Create the pool, the ports and nqueues receive queues (opts: pynf.runtime.Options)."""
+
+    def ready(self):
+        """Finish what open() left running (DPDK: the mbuf pool, then the
+        ports); the runtime makes the NFs' states in between."""
 
     def rx_queue(self, k):
         """Receive source of first-stage replica k."""

@@ -23,6 +23,7 @@ replica index), so no queue is shared between cores.
 import ctypes
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -128,6 +129,8 @@ class DpdkIO:
         self.tmp = None              # the tx pcap streams (--pcap-out)
         self.rx_tmp = None           # the rx pcap streams (RAM-backed where there is room)
         self.pool = None
+        self._pool_job = None        # the pool being made, then the ports set up on it
+        self._ports_job = None       # (open -> ready, on a thread of their own)
         self.queues = []
         self.stats0 = {}
         self.tx_files = None
@@ -139,7 +142,6 @@ class DpdkIO:
     kinds = {"rx": "dpdk", "tx": "dpdk", "ring": "dring"}
 
     def open(self, nq, opts):
-        lib = shim.dpdk
         ntx = opts.n_tx_queues
         if opts.ifaces:
             rx, tx, expected = self._attach_ifaces(nq, ntx, opts)
@@ -164,20 +166,17 @@ class DpdkIO:
         self.rx_ports, self.tx_ports = rx, tx
         infos = {p: self._info(p) for p in set(rx + tx)}
         socket = max(infos[rx[0]]["socket"], 0)
-        in_flight = sum(self.rx_ring_mbufs.values()) if hasattr(self, "rx_ring_mbufs") else 0
-        n = (len(set(rx)) * nq * RX_DESC + len(set(tx)) * ntx * TX_DESC + in_flight
-             + (opts.ring_slots or 0) + (opts.n_workers + 1) * (MBUF_CACHE * 2 + 512) + 4096)
-        self.pool = DpdkPool(n, socket, room)
         for p in sorted(set(rx + tx)):
             nrx = nq if p in rx else 0
             ntxq = ntx if p in tx else 0
             if nrx > infos[p]["max_rx"] or ntxq > infos[p]["max_tx"]:
                 raise RuntimeFailure(f"port {p} ({infos[p]['name']}) has {infos[p]['max_rx']} rx / "
                                      f"{infos[p]['max_tx']} tx queues; {nrx} / {ntxq} needed")
-            ret = lib.pynf_port_setup(p, nrx, ntxq, RX_DESC, TX_DESC, self.pool.ptr, 1)
-            if ret < 0:
-                raise RuntimeFailure(f"port {p} ({infos[p]['name']}) cannot be configured: {_err(ret)}")
-            self.stats0[p] = self.port_stats(p)
+        if self._pool_job is None:
+            self._start_pool(self._pool_size(nq, ntx, len(set(rx)), len(set(tx)), opts), socket, room)
+        setup = [(p, nq if p in rx else 0, ntx if p in tx else 0, infos[p]["name"]) for p in sorted(set(rx + tx))]
+        self._ports_job = self._bg.submit(self._setup_ports, self._pool_job, setup)    # on the pool's thread
+        self._bg.shutdown(wait=False)
         rss = {p: infos[p]["rss"] and nq > 1 for p in rx}
         for i in opts.ifaces or []:
             i.mac = int.from_bytes(bytes(infos[i.port]["mac"]), "big")
@@ -194,6 +193,41 @@ class DpdkIO:
             self.queues.append(dk.make_rx(rx, k, budget=budget, expected=expected[k], pnum=pnum,
                                           tsc_per_bit=hz / (opts.rate * 1e9 / nq) if opts.rate else 0.0,
                                           tsc_per_frame=hz / (opts.pps / nq) if opts.pps else 0.0))
+
+    def _pool_size(self, nq, ntx, nrx_ports, ntx_ports, opts):
+        """mbufs: every descriptor ring full, what the rx devices keep, the
+        rings between stages, every worker's cache and burst, and room."""
+        return (nrx_ports * nq * RX_DESC + ntx_ports * ntx * TX_DESC + sum(self.rx_ring_mbufs.values())
+                + (opts.ring_slots or 0) + (opts.n_workers + 1) * (MBUF_CACHE * 2 + 512) + 4096)
+
+    def _start_pool(self, n, socket, room):
+        """Make the pool on a thread of its own (the C calls hold no GIL),
+        then set the ports up on it there (open() queues that): the rest
+        of open() and the NFs' states go on meanwhile; ready() waits."""
+        self._bg = ThreadPoolExecutor(1, thread_name_prefix="pynf-dpdk-open")
+        self._pool_job = self._bg.submit(DpdkPool, n, socket, room)
+
+    def _setup_ports(self, pool_job, setup):
+        self.pool = pool_job.result()
+        for p, nrx, ntxq, name in setup:
+            ret = shim.dpdk.pynf_port_setup(p, nrx, ntxq, RX_DESC, TX_DESC, self.pool.ptr, 1)
+            if ret < 0:
+                raise RuntimeFailure(f"port {p} ({name}) cannot be configured: {_err(ret)}")
+            self.stats0[p] = self.port_stats(p)
+
+    def ready(self):
+        """Wait for the mbuf pool and the ports set up on it. Making a
+        million mbufs first touches their memory (0.5 s here) and net_pcap
+        then copies its file into them (0.2 s): open() leaves both running
+        beside the NFs' state building (bench/RESULTS.md)."""
+        self._finish()
+
+    def _finish(self):
+        """The background work's outcome (its error, raised here), once."""
+        jobs, self._pool_job, self._ports_job = (self._pool_job, self._ports_job), None, None
+        for job in jobs:
+            if job is not None:
+                job.result()
 
     def _check_hugepages(self, eal_args):
         if any(a == "--no-huge" for a in eal_args):
@@ -286,12 +320,15 @@ class DpdkIO:
         mb = self._memory_mb(opts)
         eal_init(["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry",
                   "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"], managed=True)
-        self.tmp = tempfile.TemporaryDirectory(prefix="pynf-dpdk-")
         tag = f"{os.getpid()}_{DpdkPool._seq + 1}"
+        loop = not self.feed.once
+        self.rx_ring_mbufs = {0: sum(len(q) for q in self.feed.seqs) if loop else 0}
+        # net_pcap is on NUMA socket -1 (SOCKET_ID_ANY): the pool can start now
+        self._start_pool(self._pool_size(nq, ntx, 1, 1 if opts.pcap_out else len(opts.tx_ports), opts),
+                         0, self._data_room())
+        self.tmp = tempfile.TemporaryDirectory(prefix="pynf-dpdk-")
         self.rx_tmp = tempfile.TemporaryDirectory(prefix="pynf-dpdk-rx-", dir=self._rx_dir())
         files, expected = self._write_queue_files(nq)
-        loop = not self.feed.once
-        self.rx_ring_mbufs = {0: sum(expected) if loop else 0}
         rxdev = f"net_pcap_rx{tag}," + ",".join(f"rx_pcap={f}" for f in files) + (",infinite_rx=1" if loop else "")
         rx = [self._probe(rxdev)]
         if opts.pcap_out:
@@ -497,6 +534,10 @@ class DpdkIO:
             return
         self.closed = True
         lib = shim.dpdk
+        try:                    # opened, never ready: wait for the pool, so that it is freed
+            self._finish()
+        except RuntimeFailure:
+            pass
         self.final_stats = {p: self.port_stats(p) for p in self.stats0}
         for p in self.probed:
             lib.pynf_dev_remove_port(p)

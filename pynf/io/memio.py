@@ -46,6 +46,9 @@ class MemIO:
                                           passes=1 if f.once else -1, budget=budget,
                                           tsc_per_bit=tpb, tsc_per_frame=tpf))
 
+    def ready(self):
+        pass
+
     def pool_size(self, opts):
         workers = getattr(opts, "n_workers", 1)
         return 2 * workers * (CACHE_SIZE + 256) + getattr(opts, "ring_slots", 0) + 4096
