@@ -5,6 +5,7 @@ does the work between (execute), and runs chains in-process for `pynf
 profile`, `pynf bench paper` and scripts (invoke). The control socket,
 metrics and signals of a run are pynf.control.operate's.
 """
+import functools
 import io
 import os
 import signal
@@ -172,6 +173,10 @@ def _make_io(a, plan, opts, err):
             say(err, f"pynf: warning: {note}")
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
     elif not a.eal and not a.iface:
+        if io_kind == "dpdk":       # built once the EAL and the mbuf pool have started (pynf.io.dpdk)
+            return dpdkmod.DpdkIO(functools.partial(feedmod.builtin, a.flows, a.frame_size, a.seed, nq), opts,
+                                  say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None,
+                                  bound=feedmod.builtin_bound(a.flows, a.frame_size, nq))
         f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
     if io_kind == "dpdk":
         return dpdkmod.DpdkIO(f, opts, say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None)

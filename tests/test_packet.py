@@ -137,6 +137,17 @@ def test_builtin_templates_hold_each_flows_fields():
     assert protos == {6, 17}
 
 
+def test_builtin_traffic_stays_within_its_bound():
+    """DPDK sizes the EAL's memory and the mbuf pool from builtin_bound
+    before the traffic is built: every frame must fit."""
+    from pynf.io import feed
+    for flows in (1, 7, 4095, 4096, 9000):
+        for nq, size in ((1, 64), (3, 1518), (4, 100)):
+            f = feed.builtin(flows, size, 2, nq)
+            frames, longest = feed.builtin_bound(flows, size, nq)
+            assert sum(len(q) for q in f.seqs) <= frames and int(f.t_len.max()) == longest
+
+
 @pytest.mark.parametrize("frame_size", [64, 1518, 0])
 @pytest.mark.parametrize("chunk_bytes", [1 << 22, 1000])
 def test_template_records_write_the_frames_they_stand_for(tmp_path, frame_size, chunk_bytes):

@@ -119,10 +119,14 @@ class DpdkIO:
 
     name = "dpdk"
 
-    def __init__(self, feed, opts, say=lambda s: None, tx_ports_given=False):
+    def __init__(self, feed, opts, say=lambda s: None, tx_ports_given=False, bound=None):
+        """feed: a pynf.io.feed.Feed, or a function that builds one (built-in
+        traffic, which loops) with bound = (frames at most, longest frame):
+        then the EAL and the mbuf pool are started before it is built."""
         if not available():
             raise RuntimeFailure(f"--io dpdk: {why_unavailable()}")
-        self.feed, self.opts, self.say = feed, opts, say
+        self._feed, self.opts, self.say = feed, opts, say
+        self._bound = bound
         self.tx_ports_given = tx_ports_given
         self.user_eal = bool(opts.eal_args)
         self.probed = []             # ports pynf attached (removed at close)
@@ -136,6 +140,21 @@ class DpdkIO:
         self.tx_files = None
         self.rx_ports, self.tx_ports = [], []
         self.closed = False
+
+    @property
+    def feed(self):
+        if callable(self._feed):
+            self._feed = self._feed()
+        return self._feed
+
+    def _frames(self):
+        """(frames the rx devices keep, longest frame), from the bound
+        while the feed is not built yet."""
+        if callable(self._feed):
+            return self._bound
+        f = self.feed
+        return (f.frames if f.once else sum(len(s) for s in f.seqs),
+                int(f.t_len.max()) if len(f.t_len) else 0)
 
     # -- set-up --
 
@@ -321,8 +340,8 @@ class DpdkIO:
         eal_init(["--no-huge", "--no-pci", "-m", str(mb), "--no-shconf", "--no-telemetry",
                   "-l", str(sorted(os.sched_getaffinity(0))[0]), "--log-level=4"], managed=True)
         tag = f"{os.getpid()}_{DpdkPool._seq + 1}"
-        loop = not self.feed.once
-        self.rx_ring_mbufs = {0: sum(len(q) for q in self.feed.seqs) if loop else 0}
+        loop = callable(self._feed) or not self.feed.once
+        self.rx_ring_mbufs = {0: self._frames()[0] if loop else 0}
         # net_pcap is on NUMA socket -1 (SOCKET_ID_ANY): the pool can start now
         self._start_pool(self._pool_size(nq, ntx, 1, 1 if opts.pcap_out else len(opts.tx_ports), opts),
                          0, self._data_room())
@@ -387,12 +406,12 @@ class DpdkIO:
         spans mbufs and is dropped as oversize, as before). A million
         built-in 64-byte frames take a 256-byte room, not 2,176: the pool
         was built in 0.58 s instead of 18.4 s (bench/RESULTS.md)."""
-        longest = int(self.feed.t_len.max()) if len(self.feed.t_len) else 0
+        longest = self._frames()[1]
         data = min(DATAROOM, max(128, -(-longest // 64) * 64))
         return HEADROOM + data
 
     def _memory_mb(self, opts):
-        frames = self.feed.frames if self.feed.once else sum(len(s) for s in self.feed.seqs)
+        frames = self._frames()[0]
         mbufs = frames + opts.n_workers * 4096 + (opts.ring_slots or 0) + 65536
         # NB: an mbuf (128 bytes of struct, its room, the mempool's header)
         # needs about twice that of --no-huge EAL memory: the mempool first

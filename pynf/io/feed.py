@@ -102,6 +102,13 @@ def builtin(flows, frame_size, seed, nq):
     return Feed(arena, t_off, t_len, t_copy, seqs, once=False, frame_size=frame_size)
 
 
+def builtin_bound(flows, frame_size, nq):
+    """(frames, longest frame) that builtin(flows, frame_size, _, nq) stays
+    within, without building it: each queue holds its flows, repeated up
+    to MIN_SEQ frames."""
+    return flows + nq * MIN_SEQ, frame_size - traffic.FCS
+
+
 def from_pcap(path, nq, once):
     cap = pcap.read(path)
     q = steer(cap.data, cap.off, cap.len, nq)
