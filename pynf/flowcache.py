@@ -128,9 +128,15 @@ def make(entries, vw):
                      sub=np.zeros(BURST_MAX, dtype=np.uint32), mis=np.zeros(BURST_MAX + 1, dtype=np.int64))
 
 
-def entries_for(flows):
+def entries_for(flows, auto=False):
     """Default size: room for twice the built-in traffic's flows (64K at
-    least, 16M at most); `--flow-cache N` sets it."""
+    least, 16M at most); `--flow-cache N` sets it. auto: 64K, a table that
+    stays in the CPU's caches (6 MB for acl,lb,l3fwd). A larger one lost to
+    its own memory misses in every measurement (bench/RESULTS.md), and at
+    a million flows first touching its 192 MB stalled the run's first
+    second."""
+    if auto:
+        return ENTRIES_DEFAULT
     n = ENTRIES_DEFAULT
     while n < 2 * flows and n < ENTRIES_MAX:
         n *= 2

@@ -163,7 +163,7 @@ class Runtime:
             from pynf.flags import flow_cache_default
             opts.flow_cache = flow_cache_default()
         fc_entries, self.fc_auto = opts.flow_cache
-        fc_entries = flowcache.entries_for(self.ctx.flows) if fc_entries < 0 else fc_entries
+        fc_entries = flowcache.entries_for(self.ctx.flows, self.fc_auto) if fc_entries < 0 else fc_entries
         for ss, cs in zip(self.specs, self.configs):
             writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
             cached = [fc_entries > 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]

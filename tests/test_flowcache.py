@@ -138,6 +138,7 @@ def test_make_sizes_and_alignment():
     assert fc.keys.ctypes.data % 64 == 0 and fc.vals.ctypes.data % 64 == 0
     assert flowcache.entries_for(10) == flowcache.ENTRIES_DEFAULT
     assert flowcache.entries_for(1_000_000) == 1 << 21
+    assert flowcache.entries_for(1_000_000, auto=True) == flowcache.ENTRIES_DEFAULT
 
 
 def test_cacheable_when():
