@@ -123,11 +123,7 @@ def run_experiments(mode, io, line_rate, repeats, err, tick=None):
             row["gbps"] = round(row["capped_mpps"] * size * 8 / 1000, 3)
             row["line_gbps"] = round(line_pps * size * 8 / 1000, 3)
             fig5.append(row)
-    # Fig. 6 with one more series: the chain with its flow cache on (issue 11)
-    fig6 = [r.point("fig6", model, ["--rtc", "acl,lb,l3fwd", "--flows", str(n), "--frame-size", str(size)],
-                    _dur(d, n), cache=cache, flows=n, frame_size=size)[0]
-            for model, cache in (("rtc", "off"), ("rtc+cache", "on"))
-            for size in sw["fig6_sizes"] for n in sw["fig6"]]
+    fig6 = run_fig6(r, sw)
     t2 = {}
     for model, args in (("rtc", ["--rtc", "acl,lb,l3fwd"]), ("pl", ["--pl", "acl,lb,l3fwd"])):
         row, rep = r.point("table2", model, args + ["--flows", "1024"], d, flows=1024, frame_size=64)
@@ -140,6 +136,14 @@ def run_experiments(mode, io, line_rate, repeats, err, tick=None):
     hop = round((t2["pl"][1]["busy_cycles_per_packet"] - t2["rtc"][1]["busy_cycles_per_packet"]) / 2, 1)
     return dict(fig2=fig2, fig5=fig5, fig6=fig6, table2=table2, hop=hop,
                 pl_oversubscribed=t2["pl"][0]["oversubscribed"], all_rows=r.rows, sweep=sw)
+
+
+def run_fig6(r, sw):
+    """Fig. 6 with one more series: the chain with its flow cache on (issue 11)."""
+    return [r.point("fig6", model, ["--rtc", "acl,lb,l3fwd", "--flows", str(n), "--frame-size", str(size)],
+                    _dur(sw["duration"], n), cache=cache, flows=n, frame_size=size)[0]
+            for model, cache in (("rtc", "off"), ("rtc+cache", "on"))
+            for size in sw["fig6_sizes"] for n in sw["fig6"]]
 
 
 def total_runs(mode, repeats=None):
@@ -222,12 +226,9 @@ def plots(res, outdir, line_rate):
         fig.savefig(os.path.join(outdir, name), dpi=110)
         plt.close(fig)
 
-    def errbars(rows, key="mpps"):
-        return ([r[key] - r["mpps_min"] for r in rows], [r["mpps_max"] - r[key] for r in rows])
-
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     xs = [r["flows"] for r in res["fig2"]]
-    ax.errorbar(xs, [r["mpps"] for r in res["fig2"]], yerr=errbars(res["fig2"]), marker="o", capsize=3,
+    ax.errorbar(xs, [r["mpps"] for r in res["fig2"]], yerr=_errbars(res["fig2"]), marker="o", capsize=3,
                 label="pynf lb, 1 core (this machine)")
     ax.set_xscale("log")
     ax.set_xlabel("flows (flow-table entries)")
@@ -264,23 +265,7 @@ def plots(res, outdir, line_rate):
     save(fig, "fig5", "fig5_rtc_vs_pl.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for model, style, what in (("rtc", "o-", ""), ("rtc+cache", "^:", ", flow cache on")):
-        for size in sorted({r["frame_size"] for r in res["fig6"]}):
-            rows = [r for r in res["fig6"] if r["frame_size"] == size and r["model"] == model]
-            if rows:
-                ax.errorbar([r["flows"] for r in rows], [r["mpps"] for r in rows], yerr=errbars(rows),
-                            fmt=style, capsize=3, label=f"pynf RTC chain, {size} B{what}")
-    rows = [r for r in res["fig6"] if r["flows"] == 1000 and r["model"] == "rtc"]
-    if rows:
-        base = rows[0]["mpps"]
-        mid = sum(PAPER["fig6_drop"]) / 2
-        ax.plot([1000, 100_000], [base, base / mid], "s--", color="tab:red",
-                label=f"paper: {PAPER['fig6_drop'][0]}-{PAPER['fig6_drop'][1]}x drop 1K->100K (scaled)")
-    ax.set_xscale("log")
-    ax.set_xlabel("flows (LB and L3FWD table entries)")
-    ax.set_ylabel("throughput (Mpps)")
-    ax.set_title("Fig. 6: RTC throughput vs NF state size")
-    ax.legend(fontsize=8)
+    draw_fig6(ax, res["fig6"])
     save(fig, "fig6", "fig6_rtc_state.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -296,6 +281,33 @@ def plots(res, outdir, line_rate):
     ax.legend(fontsize=8)
     save(fig, "table2", "table2_cycles.png")
     return files
+
+
+def _errbars(rows, key="mpps"):
+    return ([r[key] - r["mpps_min"] for r in rows], [r["mpps_max"] - r[key] for r in rows])
+
+
+def draw_fig6(ax, fig6):
+    """Fig. 6 on a matplotlib axis: Mpps by flows, a line per frame size
+    and flow-cache setting, and the paper's drop scaled to our 1K point."""
+    for model, style, what in (("rtc", "o-", ""), ("rtc+cache", "^:", ", flow cache on")):
+        for size in sorted({r["frame_size"] for r in fig6}):
+            rows = [r for r in fig6 if r["frame_size"] == size and r["model"] == model]
+            if rows:
+                ax.errorbar([r["flows"] for r in rows], [r["mpps"] for r in rows],
+                            yerr=_errbars(rows),
+                            fmt=style, capsize=3, label=f"pynf RTC chain, {size} B{what}")
+    rows = [r for r in fig6 if r["flows"] == 1000 and r["model"] == "rtc"]
+    if rows:
+        base = rows[0]["mpps"]
+        mid = sum(PAPER["fig6_drop"]) / 2
+        ax.plot([1000, 100_000], [base, base / mid], "s--", color="tab:red",
+                label=f"paper: {PAPER['fig6_drop'][0]}-{PAPER['fig6_drop'][1]}x drop 1K->100K (scaled)")
+    ax.set_xscale("log")
+    ax.set_xlabel("flows (LB and L3FWD table entries)")
+    ax.set_ylabel("throughput (Mpps)")
+    ax.set_title("Fig. 6: RTC throughput vs NF state size")
+    ax.legend(fontsize=8)
 
 
 def report_md(res, info, files, line_rate, mode):
