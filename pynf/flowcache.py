@@ -301,13 +301,14 @@ class Adapt:
     few flows); on cheap NFs, or with flows enough to push the table out to
     memory, it costs more than it saves (bench/RESULTS.md has the figures).
 
-    Measured, not guessed: WARM_S after the start and then every PERIOD_S
-    the worker runs PROBE_S with the cache looked past and PROBE_S with it in use (in that order, so that the
-    table is refilled before it is judged), compares the stage's cycles per
-    packet (ws[W_CYCLES] over the stage's packets) and keeps the cheaper for
-    the rest of the period (a period doubles, to 32 s, each time the cache
-    loses, and is back to 2 s when it wins). Called by the worker between its loop's calls
-    (pynf.runtime), so the switch falls between bursts.
+    Measured, not guessed: WARM_S after the start and then every period
+    the worker runs PROBE_S with the cache looked past and PROBE_S with it
+    in use (in that order, so that the table is refilled before it is
+    judged), compares the stage's cycles per packet (ws[W_CYCLES] over the
+    stage's packets) and keeps the cheaper for the rest of the period. The
+    period is PERIOD_S, doubled (up to PERIOD_MAX_S) each time the cache
+    loses. Called by the worker between its loop's calls (pynf.runtime),
+    so the switch falls between bursts.
     """
     WARM_S = 0.3           # the first probe, once the table has filled
     PERIOD_S = 2.0         # doubled after each probe the cache loses, up to PERIOD_MAX_S
@@ -317,8 +318,8 @@ class Adapt:
 
     def __init__(self, fc, ws, nfstat, hz):
         self.fc, self.ws, self.nfstat = fc, ws, nfstat
-        self.ticks = {k: int(v * hz) for k, v in
-                      (("warm", self.WARM_S), ("period", self.PERIOD_S), ("probe", self.PROBE_S))}
+        self.ticks = {k: int(v * hz) for k, v in (("warm", self.WARM_S), ("period", self.PERIOD_S),
+                                                  ("period_max", self.PERIOD_MAX_S), ("probe", self.PROBE_S))}
         self.period = self.ticks["period"]
         self.phase = "run"
         self.until = None
@@ -360,9 +361,7 @@ class Adapt:
             keep = self.cost["on"] <= self.cost["off"]
             self._set(keep)
             # a cache that keeps losing is probed ever more seldom (each probe costs)
-            self.period = self.ticks["period"] if keep else min(2 * self.period,
-                                                                int(self.ticks["period"] * self.PERIOD_MAX_S
-                                                                    / self.PERIOD_S))
+            self.period = self.ticks["period"] if keep else min(2 * self.period, self.ticks["period_max"])
             self.until = now + self.period
             return
         self.mark = self._sample()

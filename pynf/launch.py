@@ -165,7 +165,7 @@ def _make_io(a, plan, opts, err):
     if a.eal and a.pcap_in:
         raise UsageError("--pcap-in with EAL arguments: give the pcap as a --vdev=net_pcap0,rx_pcap=FILE instead")
     nq = plan.stages[0].replicas
-    f = None
+    f = bound = None
     if a.pcap_in:
         once = a.duration is None and a.packets is None
         f = feedmod.from_pcap(a.pcap_in, nq, once)
@@ -173,13 +173,14 @@ def _make_io(a, plan, opts, err):
             say(err, f"pynf: warning: {note}")
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
     elif not a.eal and not a.iface:
+        f = functools.partial(feedmod.builtin, a.flows, a.frame_size, a.seed, nq)
         if io_kind == "dpdk":       # built once the EAL and the mbuf pool have started (pynf.io.dpdk)
-            return dpdkmod.DpdkIO(functools.partial(feedmod.builtin, a.flows, a.frame_size, a.seed, nq), opts,
-                                  say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None,
-                                  bound=feedmod.builtin_bound(a.flows, a.frame_size, nq))
-        f = feedmod.builtin(a.flows, a.frame_size, a.seed, nq)
+            bound = feedmod.builtin_bound(a.flows, a.frame_size, nq)
+        else:
+            f = f()
     if io_kind == "dpdk":
-        return dpdkmod.DpdkIO(f, opts, say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None)
+        return dpdkmod.DpdkIO(f, opts, say=lambda line: say(err, line), tx_ports_given=a.tx_ports is not None,
+                              bound=bound)
     return MemIO(f, opts.tx_ports, budget=a.packets, rate_gbps=a.rate, hz=tsc_hz(), pps=a.pps)
 
 

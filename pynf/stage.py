@@ -12,8 +12,8 @@ The generated `stage(b, live, n, flags, drops, nfstat, fc, st0, st1, ...)`:
      pynf.flowcache) in use (fc.meta[FC_ON]), looks each packet up in fc;
   2. runs each NF over the live packets (a cacheable NF only over those
      the cache does not serve; the others take its recorded effect), then
-     `settle`s: packets the NF
-     dropped leave the live list and are counted under the NF's reason;
+     `settle`s: packets the NF dropped leave the live list and are
+     counted under the NF's reason;
      packets it handed to the slow path (pynf.nf.slowpath) leave it too,
      their verdict turned into a punt code naming the NF (pynf.drops);
   3. writes changed header fields back (pynf.packet.writeback_one), for
@@ -24,8 +24,8 @@ The generated `stage(b, live, n, flags, drops, nfstat, fc, st0, st1, ...)`:
 nfstat[k] holds NF k's counters (the NF_* columns of pynf.slots); the last
 row is the stage's own parse + write-back, with the flow cache's lookup and
 recording (its NF_PUNTED counts the ARP frames it punted); NF_CACHED counts
-the packets whose NF effect came from the flow cache. Cycles are sampled (one burst in SAMPLE), so cycles per
-packet is NF_CYCLES / NF_TIMED.
+the packets whose NF effect came from the flow cache. Cycles are sampled
+(one burst in SAMPLE), so cycles per packet is NF_CYCLES / NF_TIMED.
 """
 import hashlib
 import importlib.util
@@ -216,10 +216,14 @@ _FC_ONE = '''\
 {count}'''
 
 
+def _invoke(spec, j, lst, cnt):
+    """NF j's call over the packets lst[:cnt]: once, or once per packet."""
+    return (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst=lst, cnt=cnt)
+
+
 def _call(spec, j, **kw):
     """An NF's call over the live packets, and its counting."""
-    return _CALL.format(call=(_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="live", cnt="m"),
-                        count=_count(j, **kw))
+    return _CALL.format(call=_invoke(spec, j, "live", "m"), count=_count(j, **kw))
 
 
 def _indent(lines, n):
@@ -300,7 +304,7 @@ def _fc_one(spec, seg, layout, specs, j, plain, **kw):
         hit, mark = _fc_checks(seg, layout, specs, 1 << (16 + seg))
         hit += ["else:"] + ["    " + x for x in apply] + ["    continue"]
         miss = ["if fc.ins[i] >= 0:"] + ["    " + x for x in mark]
-    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
+    call = _invoke(spec, j, "fc.sub", "mm")
     return _FC_ONE.format(j=j, s=seg, hit=_indent(hit, 12).rstrip("\n"), miss=_indent(miss, 8),
                           call=call, record=_indent(record, 4).rstrip("\n"), count=_count(j, cached=True, **kw))
 
@@ -309,7 +313,7 @@ def _fc_call(spec, seg, layout, j, **kw):
     """A cacheable NF in a segment of several: run on the misses, record,
     apply to the hits (at this NF, so that a drop counts under it)."""
     apply, record = _fc_parts(seg, layout, j)
-    call = (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst="fc.sub", cnt="mm")
+    call = _invoke(spec, j, "fc.sub", "mm")
     return _FC_CALL.format(j=j, call=call, record=_indent(record, 4).rstrip("\n"),
                            apply=_indent(apply, 12).rstrip("\n"), count=_count(j, cached=True, **kw))
 

@@ -27,10 +27,10 @@ def _fold(s):
 
 @hot
 def _be(t, i, o, v, nbytes):
-    """Big-endian v into bytes o.. of row i (those within the row)."""
+    """Big-endian v into bytes o.. of row i (a row holds at least 60 bytes:
+    every header field is within it)."""
     for k in range(nbytes):
-        if o + k < t.shape[1]:
-            t[i, o + k] = (v >> (8 * (nbytes - 1 - k))) & 0xFF
+        t[i, o + k] = (v >> (8 * (nbytes - 1 - k))) & 0xFF
 
 
 @hot
