@@ -12,10 +12,10 @@ import argparse
 import time
 
 from bench.acl_rules import rules as make_rules
-from pynf import classify
-from pynf.config import hot
-from pynf.flows import make_flows
-from pynf.intrinsics import rdtsc
+from pynf.compiler.intrinsics import rdtsc
+from pynf.compiler.jit import hot
+from pynf.tables import classifier as classify
+from pynf.traffic.flows import make_flows
 
 
 @hot

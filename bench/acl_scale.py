@@ -55,7 +55,7 @@ def main(argv=None):
         cell_p, cyc = "(not run)", ""
         if n <= a.pynf_max:
             mb = int((files["frames"] + 65536) * 5 / 1024) + 512
-            out, wall, rss = _timed([sys.executable, "-m", "pynf.cli", "run", "--rtc", "acl,lb,l3fwd",
+            out, wall, rss = _timed([sys.executable, "-m", "pynf.cli.main", "run", "--rtc", "acl,lb,l3fwd",
                                      "--io", "dpdk", "--acl-rules", path, "--routes", files["routes"],
                                      "--backends", files["backends"], "--duration", str(a.duration),
                                      "--json", "--quiet", "--control", "off", "--", *eal(files, mb)], 1800)

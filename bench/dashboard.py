@@ -115,7 +115,7 @@ def legend(fmt, lab):
 # ---- the run ----
 
 def record(seconds, io_kind, port, sock):
-    p = subprocess.Popen([sys.executable, "-m", "pynf.cli", "run", "--rtc", "acl,lb,l3fwd", "--io", io_kind,
+    p = subprocess.Popen([sys.executable, "-m", "pynf.cli.main", "run", "--rtc", "acl,lb,l3fwd", "--io", io_kind,
                           "--duration", str(seconds + 60), "--control", sock, "--metrics", str(port),
                           "--json", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)

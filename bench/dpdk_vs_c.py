@@ -37,11 +37,10 @@ def build_cref():
 
 def write_inputs(d, flows, seed=1):
     sys.path.insert(0, ROOT)
-    from nfs import acl, l3fwd, lb
-    from pynf import pcap
-    from pynf.context import RunContext
     from pynf.errors import format_ipv4
-    from pynf.io import feed
+    from pynf.io import feed, pcap
+    from pynf.nf.context import RunContext
+    from pynf.nfs import acl, l3fwd, lb
     ctx = RunContext(flows=flows, seed=seed, n_ports=1)
     files = {k: os.path.join(d, k + ".txt") for k in ("rules", "routes", "backends")}
     with open(files["rules"], "w") as f:
@@ -81,7 +80,7 @@ def run_c(binary, files, flows, duration, fwd_only=False):
 
 def run_pynf(files, flows, duration, chain="acl,lb,l3fwd", cache="on"):
     mb = int((files["frames"] + 65536) * 5 / 1024) + 512
-    cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", chain, "--io", "dpdk", "--flow-cache", cache,
+    cmd = [sys.executable, "-m", "pynf.cli.main", "run", "--rtc", chain, "--io", "dpdk", "--flow-cache", cache,
            "--acl-rules", files["rules"], "--routes", files["routes"], "--backends", files["backends"],
            "--flows", str(flows), "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)

@@ -11,16 +11,16 @@ import numpy as np
 from numba import njit
 
 from pynf import flowcache
-from pynf.batch import make_batch, make_live
-from pynf.context import RunContext
-from pynf.drops import MAX_REASONS
-from pynf.intrinsics import copy, rdtsc
+from pynf.compiler.intrinsics import copy, rdtsc
+from pynf.compiler.stage import compile_stage
 from pynf.io import feed
-from pynf.io.pool import SLOT
+from pynf.io.mem.pool import SLOT
 from pynf.nf import load
+from pynf.nf.context import RunContext
+from pynf.packet.batch import make_batch, make_live
+from pynf.packet.drops import MAX_REASONS
+from pynf.runtime.report import tsc_hz
 from pynf.slots import NF_COLS, NF_CYCLES, NF_TIMED
-from pynf.stage import compile_stage
-from pynf.stats import tsc_hz
 
 RING = 8            # bursts of buffers in rotation: a mempool cache reuses buffers LIFO
 

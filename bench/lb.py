@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.lb [--flows 1024] [--rounds 60] [--before FILE.py:NAME]
 
 --before names another lb to measure in the same process (e.g. the
-previous nfs/lb.py saved to a file with its NF renamed: `git show
-REV:nfs/lb.py | sed 's/@nf("lb",/@nf("lb_before",/; s/^def lb(/def lb_before(/'`).
+previous pynf/nfs/lb.py saved to a file with its NF renamed: `git show
+REV:pynf/nfs/lb.py | sed 's/@nf("lb",/@nf("lb_before",/; s/^def lb(/def lb_before(/'`).
 The two run alternately in short runs (2000 bursts of 32 x 64-byte frames
 of built-in traffic each, as bench/harness.py writes and times them: the
 whole stage, parse + lb + write-back) and the figure is the median of the
@@ -19,14 +19,15 @@ import time
 import numpy as np
 
 from bench.harness import RING, SLOT, _run
-from pynf import flowcache, maglev
-from pynf.batch import make_batch, make_live
-from pynf.context import RunContext
-from pynf.drops import MAX_REASONS
+from pynf import flowcache
+from pynf.compiler.stage import compile_stage
 from pynf.io import feed
 from pynf.nf import load
+from pynf.nf.context import RunContext
+from pynf.packet.batch import make_batch, make_live
+from pynf.packet.drops import MAX_REASONS
 from pynf.slots import NF_COLS
-from pynf.stage import compile_stage
+from pynf.tables import maglev
 
 BURST = 32
 

@@ -1,4 +1,4 @@
-"""LPM route table (pynf.lpm): build time, lookup cycles, add/delete cost.
+"""LPM route table (pynf.tables.lpm): build time, lookup cycles, add/delete cost.
 
     .venv/bin/python -m bench.lpm [--routes 1000,1000000] [--lookups 1000000] [--repeats 5]
 
@@ -19,9 +19,9 @@ import time
 import numpy as np
 from numba import njit
 
-from pynf import lpm
-from pynf.intrinsics import rdtsc
-from pynf.stats import tsc_hz
+from pynf.compiler.intrinsics import rdtsc
+from pynf.runtime.report import tsc_hz
+from pynf.tables import lpm
 
 BURST = 32
 
@@ -80,7 +80,7 @@ def main(argv=None):
     lpm.delete(w, 1 << 24, 30)
     del w
 
-    print(f"## pynf.lpm, TSC {hz / 1e9:.2f} GHz\n")
+    print(f"## pynf.tables.lpm, TSC {hz / 1e9:.2f} GHz\n")
     print("| routes | build s | tbl8 groups | MiB | add us | delete us | destinations | via tbl8 | hit "
           "| cycles/lookup one by one | cycles/lookup burst 32 + prefetch |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -41,7 +41,7 @@ def start(args, sock=None, port=None):
     extra = ["--control", sock] if sock else ["--control", "off"]
     if port:
         extra += ["--metrics", str(port)]
-    p = subprocess.Popen([sys.executable, "-m", "pynf.cli", "run", "--rtc", CHAIN, *args, *extra,
+    p = subprocess.Popen([sys.executable, "-m", "pynf.cli.main", "run", "--rtc", CHAIN, *args, *extra,
                           "--json", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     return p

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pynf(args, io, duration):
-    cmd = [sys.executable, "-m", "pynf.cli", "run", *args, "--io", io, "--duration", str(duration),
+    cmd = [sys.executable, "-m", "pynf.cli.main", "run", *args, "--io", io, "--duration", str(duration),
            "--json", "--quiet"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:

@@ -30,7 +30,7 @@ def test_stage_cycles(benchmark, chain, flows):
 
 
 def pynf(*args, env=None):
-    cmd = [sys.executable, "-m", "pynf.cli", "run", *args, "--json", "--quiet"]
+    cmd = [sys.executable, "-m", "pynf.cli.main", "run", *args, "--json", "--quiet"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)

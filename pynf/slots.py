@@ -1,10 +1,10 @@
 """Every slot of the counter arrays and argument lists that compiled code
 and Python share, named once. Kernels read these names as compile-time
-constants; the report (pynf.stats), the metrics, the runtime and the I/O
+constants; the report (pynf.runtime.report), the metrics, the runtime and the I/O
 backends read the arrays through them.
 """
 
-# A worker's counters, ws: int64[WS_SIZE], one array per worker (pynf.runtime)
+# A worker's counters, ws: int64[WS_SIZE], one array per worker (pynf.runtime.runtime)
 W_RX = 0            # packets received (first stage: from the NIC; later: from rings)
 W_TX = 1            # packets passed on (to a port, or to the next stage's rings)
 W_BURSTS = 2        # non-empty bursts
@@ -20,7 +20,7 @@ W_CONTROL = 11      # set by the runtime: a control change waits; return after t
 WS_SIZE = 16
 
 # Per-NF counters of a stage, nfstat: int64[nfs + 1, NF_COLS]; row k is NF k,
-# the last row the stage's own parse and write-back (pynf.stage)
+# the last row the stage's own parse and write-back (pynf.compiler.stage)
 NF_RX = 0           # packets the NF saw
 NF_TX = 1           # ... it passed on
 NF_DROPS = 2        # ... it dropped
@@ -53,7 +53,7 @@ RO_POLICY = 0       # P_WAIT or P_DROP when a ring is full
 RO_FULL = 1         # times a ring was found full
 RO_WAIT_CYCLES = 2  # TSC cycles spent waiting for room (kept out of W_BUSY's work)
 
-# A worker loop's arguments (pynf.loops.LOOP's signature)
+# A worker loop's arguments (pynf.compiler.loops.LOOP's signature)
 A_DEADLINE = 13     # TSC value at which the loop returns to Python
 A_FLOWCACHE = 17    # the stage replica's flow cache (pynf.flowcache.FlowCache)
 A_STATES = 18       # the stage's NF states follow, one per NF

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf import flowcache
-from pynf.batch import make_batch, make_live
-from pynf.config import BURST_MAX, DATAROOM, HEADROOM
-from pynf.context import RunContext
-from pynf.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
-from pynf.flags import flow_cache_default
+from pynf.cli.flags import flow_cache_default
+from pynf.compiler.jit import BURST_MAX, DATAROOM, HEADROOM
+from pynf.compiler.stage import compile_stage, reason_codes
 from pynf.nf import load
-from pynf.packet import F_FIRST, F_HOST
+from pynf.nf.context import RunContext
+from pynf.packet.batch import make_batch, make_live
+from pynf.packet.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
+from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.slots import NF_COLS
-from pynf.stage import compile_stage, reason_codes
 
 SLOT = HEADROOM + DATAROOM
 

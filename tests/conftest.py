@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from pynf.config import NO_JIT
+from pynf.compiler.jit import NO_JIT
 
 from support import DPDK_SKIP, HERE
 

@@ -1,13 +1,13 @@
 """Plain-Python reference of lb's backend choice (Maglev, NSDI '16, section
 3.4), written from the paper and lb's docstring, independently of
-pynf.maglev's code, to compare the NF against.
+pynf.tables.maglev's code, to compare the NF against.
 
 `Lb` is a drop-in for tests/reference.py's hash-mod-N `Lb` (same
 constructor and call) for paper mode without a full table.
 """
 import hashlib
 
-from pynf.hashing import hash5
+from pynf.tables.hashing import hash5
 
 M_DEFAULT = 65537
 

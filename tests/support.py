@@ -4,8 +4,8 @@ puts this folder on sys.path; conftest.py holds only fixtures and hooks.)"""
 import os
 import random
 
-from pynf import pcap
-from pynf.config import NO_JIT
+from pynf.compiler.jit import NO_JIT
+from pynf.io import pcap
 
 import packets as P
 
@@ -17,7 +17,7 @@ def dpdk_skip_reason():
     """Why the DPDK tests cannot run here, or None."""
     if NO_JIT:
         return "needs the Numba JIT"
-    from pynf.io import dpdk
+    from pynf.io.dpdk import backend as dpdk
     return dpdk.why_unavailable()
 
 
@@ -30,7 +30,7 @@ def run_pynf(args, io="mem"):
     import io as _io
     import json
 
-    from pynf import cli
+    from pynf.cli import main as cli
     out, err = _io.StringIO(), _io.StringIO()
     if "--io" not in args:
         args = [*args, "--io", io]

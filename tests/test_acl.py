@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from pynf import classify
-from pynf.context import RunContext
 from pynf.errors import ConfigError
+from pynf.nf.context import RunContext
+from pynf.tables import classifier as classify
 from pynf.testing import Chain
 
 import packets as P
@@ -113,8 +113,8 @@ def test_random_rules_match_linear_scan(tmp_path, nrules):
 
 
 def test_default_rules_deny_one_flow_in_sixteen():
-    from pynf.flows import make_flows
-    from pynf.traffic import frame_bytes
+    from pynf.traffic.flows import make_flows
+    from pynf.traffic.templates import frame_bytes
     fs = make_flows(160, 1)
     frames = [frame_bytes(fs, 64, i) for i in range(160)]
     got = Chain(["acl"]).run(frames)[0]

@@ -41,14 +41,14 @@ def test_pcap_out_into_a_missing_directory(tmp_path):
 
 def test_cache_directory_that_cannot_be_made():
     env = dict(os.environ, PYNF_CACHE_DIR="/proc/pynf-cannot")
-    p = subprocess.run([sys.executable, "-m", "pynf.cli", "list"], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "pynf.cli.main", "list"], capture_output=True, text=True,
                        cwd=ROOT, env=env, timeout=120)
     assert p.returncode == 0 and "lb" in p.stdout
     assert one_line(p.stderr) and "/proc/pynf-cannot" in p.stderr
 
 
 def test_numba_flags_are_in_the_cache_key():
-    code = "from pynf.config import SOURCE_DIGEST; print(SOURCE_DIGEST)"
+    code = "from pynf.compiler.jit import SOURCE_DIGEST; print(SOURCE_DIGEST)"
     digests = set()
     for check in ("0", "1"):
         env = dict(os.environ, NUMBA_BOUNDSCHECK=check)

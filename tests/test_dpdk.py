@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from pynf import cli, conntrack, pcap
+from pynf.cli import main as cli
+from pynf.io import pcap
+from pynf.tables import flowtable as conntrack
 
 from support import ROOT, conserved, mixed_frames, run_pynf, write_pcap
 
@@ -22,7 +24,7 @@ def run(args, io_kind="dpdk"):
 
 
 def sub(args, timeout=120, **kw):
-    return subprocess.run([sys.executable, "-m", "pynf.cli", "run", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pynf.cli.main", "run", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, **kw)
 
 
@@ -63,11 +65,12 @@ def test_corpus_through_net_pcap(corpus_files):
 
 
 def test_two_queues_keep_each_flow_on_one_replica():
-    from pynf.context import RunContext
-    from pynf.io import dpdk, feed
-    from pynf.plan import parse
-    from pynf.runtime import Options, Runtime
-    from pynf.stats import report
+    from pynf.io import feed
+    from pynf.io.dpdk import backend as dpdk
+    from pynf.nf.context import RunContext
+    from pynf.runtime.chain import parse
+    from pynf.runtime.report import report
+    from pynf.runtime.runtime import Options, Runtime
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(io="dpdk", packets=30000, cores=[0, 1], flows=200)
     rt = Runtime(plan, RunContext(flows=200), opts, io=dpdk.DpdkIO(feed.builtin(200, 64, 1, 2), opts))
@@ -138,7 +141,7 @@ def test_user_vdevs_pass_through(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("io_kind", ["mem", "dpdk"])
 def test_signal_stops_within_a_second(sig, io_kind):
-    p = subprocess.Popen([sys.executable, "-m", "pynf.cli", "run", "--pl", "acl,lb,l3fwd", "--io", io_kind,
+    p = subprocess.Popen([sys.executable, "-m", "pynf.cli.main", "run", "--pl", "acl,lb,l3fwd", "--io", io_kind,
                           "--duration", "60", "--json", "--quiet"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

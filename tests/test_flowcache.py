@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pynf import flowcache
-from pynf.context import RunContext
 from pynf.flowcache import Cacheable, Layout
+from pynf.nf.context import RunContext
 from pynf.slots import FC_HITS, FC_MISSES, FC_REFUSED, FC_RESENT, NF_CACHED, NF_CYCLES, NF_TIMED
 from pynf.testing import Chain
 
@@ -79,7 +79,7 @@ def test_bad_checksum_in_a_cached_flow_is_still_dropped():
 def test_control_change_invalidates(tmp_path):
     """A route changed by hand after flows were recorded: the cached chain
     follows it once told (as the runtime tells it on every control change)."""
-    from nfs import l3fwd
+    from pynf.nfs import l3fwd
     frames = [P.udp("10.0.0.1", "10.0.0.2", sport=s) for s in range(1, 9)] * 4
     routes = tmp_path / "r.txt"
     routes.write_text("10.0.0.2 1\n")
@@ -97,7 +97,7 @@ def test_resent_when_the_lb_picks_otherwise():
     """A segment after lb keeps what lb wrote; if lb writes otherwise for a
     recorded flow (here: its backends replaced by hand, without telling the
     cache), the segment runs again for it and the entry is recorded anew."""
-    from nfs import lb
+    from pynf.nfs import lb
     frames = flow_frames(nflows=20, per_flow=10)
     ctx = RunContext()
     ch = Chain(["acl", "lb", "l3fwd"], ctx, flow_cache=1024)
@@ -191,7 +191,7 @@ def test_adapt_keeps_the_cheaper():
 
 
 def test_flow_cache_flag():
-    from pynf.flags import flow_cache
+    from pynf.cli.flags import flow_cache
     assert flow_cache("auto") == (-1, True) and flow_cache("on:4096") == (4096, False)
     assert flow_cache("off") == (0, False)
     for bad in ("maybe", "off:5", "on:1", "on:x", "auto:99999999999"):

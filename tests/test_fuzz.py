@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pynf import pcap
-from pynf.config import NO_JIT
-from pynf.context import RunContext
-from pynf.drops import NAMES
+from pynf.compiler.jit import NO_JIT
+from pynf.io import pcap
+from pynf.nf.context import RunContext
+from pynf.packet.drops import NAMES
 from pynf.testing import Chain
 
 import packets as P

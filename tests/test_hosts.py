@@ -122,7 +122,7 @@ def net(tmp_path_factory):
         (d / "backends.txt").write_text(f"{VIP}:80 10.91.2.2:8000 10.91.3.2:8000\n"
                                         f"{VIP}:5201 10.91.2.2:5201\n")
         (d / "acl.txt").write_text("@0.0.0.0/0 0.0.0.0/0 0 : 65535 9999 : 9999 6/0xff deny\n")
-        cmd = [sys.executable, "-m", "pynf.cli", "run", "--rtc", "acl,lb,l3fwd", "--quiet", "--json",
+        cmd = [sys.executable, "-m", "pynf.cli.main", "run", "--rtc", "acl,lb,l3fwd", "--quiet", "--json",
                "--backends", str(d / "backends.txt"), "--acl-rules", str(d / "acl.txt")]
         for key, (_, gw, _) in zip(NS, PORTS):
             cmd += ["--iface", f"{root_if(key)}={gw}"]

@@ -1,8 +1,8 @@
 """l3fwd: TTL edge cases, routes, misses, MACs, checksums."""
 import pytest
 
-from pynf.context import RunContext
 from pynf.errors import ConfigError
+from pynf.nf.context import RunContext
 from pynf.testing import Chain
 
 import packets as P

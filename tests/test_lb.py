@@ -11,12 +11,12 @@ import random
 import numpy as np
 import pytest
 
-from nfs import lb as L
-from pynf import maglev
-from pynf.config import NO_JIT
-from pynf.context import RunContext
+from pynf.compiler.jit import NO_JIT
 from pynf.errors import ConfigError, UsageError
 from pynf.nf import apply_settings
+from pynf.nf.context import RunContext
+from pynf.nfs import lb as L
+from pynf.tables import maglev
 from pynf.testing import Chain
 
 import lb_reference as LR
@@ -371,7 +371,7 @@ def test_syn_reopens_a_closing_entry(tmp_path):
 
 def same_bucket_flows(st, n, dport=80, proto=17):
     """n UDP flows whose keys fall in bucket 0 of the flow table."""
-    from pynf.hashing import hash5
+    from pynf.tables.hashing import hash5
     out, sp = [], 1
     mask = int(st.ctl[L.ct.I_MASK])
     while len(out) < n:
@@ -556,7 +556,7 @@ def test_services_file_parsed(tmp_path):
 def test_bad_file_exits_2_with_file_and_line(tmp_path):
     import io
 
-    from pynf import cli
+    from pynf.cli import main as cli
     p = tmp_path / "b.txt"
     p.write_text("10.0.0.1:80 10.0.1.1:80\n10.0.0.1:80 10.0.1.2:80\n")
     out, err = io.StringIO(), io.StringIO()

@@ -1,9 +1,10 @@
-"""pynf.lpm against a plain-Python longest match, incremental and bulk."""
+"""pynf.tables.lpm against a plain-Python longest match, incremental and bulk."""
 import numpy as np
 import pytest
 
-from pynf import lpm, table
-from pynf.config import NO_JIT
+from pynf.compiler.jit import NO_JIT
+from pynf.tables import hashtable as table
+from pynf.tables import lpm
 
 M32 = 0xFFFFFFFF
 SCALE = 1 if NO_JIT else 5      # plain Python is slow: fewer routes and steps

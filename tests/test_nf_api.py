@@ -32,7 +32,7 @@ def test_readme_example_runs(example):
 
 
 def test_readme_example_blocks_and_counts(example):
-    from pynf.context import RunContext
+    from pynf.nf.context import RunContext
     path = example
     ch = Chain(["acl", f"{path}:counter", "l3fwd"],
                RunContext(settings={"counter": {"block_proto": "17"}}))
@@ -77,12 +77,12 @@ def test_library_nfs_declare_what_they_write():
     # follows the batch into l3fwd's module helpers (route, echo_reply)
     assert load("l3fwd").writes == {"ttl", "eth_src", "eth_dst", "src_ip", "dst_ip"}
     # ... but each declares what its paper mode writes, and a stage writes back only that
-    from nfs.l3fwd import L3fwdConfig
-    from nfs.lb import LbConfig
+    from pynf.nfs.l3fwd import L3fwdConfig
+    from pynf.nfs.lb import LbConfig
     assert load("lb").written(LbConfig()) == {"dst_ip", "dport"}
     assert load("l3fwd").written(L3fwdConfig()) == {"ttl", "eth_src", "eth_dst"}
     assert load("l3fwd").written(L3fwdConfig(prefixes=((0, 0, 1, 0),))) == load("l3fwd").writes
-    from pynf.stage import generate
+    from pynf.compiler.stage import generate
     paper = generate([load("lb"), load("l3fwd")], 0, [{"dst_ip", "dport"}, {"ttl", "eth_src", "eth_dst"}])
     assert "eth, ttl, src_ip, dst_ip, sport, dport = True, True, False, True, False, True" in paper
 

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
-from pynf import classify
 from pynf.control.metrics import scrape
 from pynf.control.server import ask
 from pynf.errors import UsageError
+from pynf.tables import classifier as classify
 
 from support import ROOT, conserved
 
@@ -39,7 +39,7 @@ class Running:
         self.sock = str(tmp_path / "pynf.sock")
         self.port = free_port()
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "pynf.cli", "run", *args, "--control", self.sock,
+            [sys.executable, "-m", "pynf.cli.main", "run", *args, "--control", self.sock,
              "--metrics", str(self.port), "--json", "--quiet"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 180
@@ -146,7 +146,7 @@ def test_changes_while_running(tmp_path, io_kind):
         assert r.stats()["nfs"]["acl"]["state"]["rules"] == 1
 
         # the CLI client, as an operator types it
-        p = subprocess.run([sys.executable, "-m", "pynf.cli", "ctl", "--socket", r.sock, "stats"],
+        p = subprocess.run([sys.executable, "-m", "pynf.cli.main", "ctl", "--socket", r.sock, "stats"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert p.returncode == 0 and "rx" in p.stdout and "last" in p.stdout
 
@@ -224,7 +224,7 @@ def test_two_stop_signals_still_report(tmp_path):
 
 
 def test_ctl_without_a_running_pynf(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "pynf.cli", "ctl", "--socket", str(tmp_path / "none.sock"),
+    p = subprocess.run([sys.executable, "-m", "pynf.cli.main", "ctl", "--socket", str(tmp_path / "none.sock"),
                         "stats"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and "no pynf is running" in p.stderr
@@ -240,7 +240,7 @@ def test_rule_text_parses_back():
 
 
 def test_lb_services_added_and_removed_keep_others():
-    from nfs import lb
+    from pynf.nfs import lb
     cfg = lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80), (0xC0A80102, 80))),))
     st = lb.make_state(cfg)
     before = st.maglev[0].copy()
@@ -259,7 +259,7 @@ def test_lb_services_added_and_removed_keep_others():
 
 
 def test_lb_dry_run_leaves_the_state_alone():
-    from nfs import lb
+    from pynf.nfs import lb
     st = lb.make_state(lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80),)),)))
     sh = lb._shadow(st)
     lb.add_service(sh, 0x0A000002, 443, [(0xC0A80201, 443)])
@@ -267,8 +267,8 @@ def test_lb_dry_run_leaves_the_state_alone():
 
 
 def test_route_lines_parse_with_unicode_digits_refused(tmp_path):
-    from nfs import l3fwd
     from pynf.errors import ConfigError
+    from pynf.nfs import l3fwd
     assert l3fwd.parse_route("10.0.0.0/8 1 10.1.1.1") == ("prefix", 0x0A000000, 8, 1, 0x0A010101)
     assert l3fwd.parse_route("10.0.0.1 3") == ("exact", 0x0A000001, 3)
     for bad in ("1.2.3.\u00b2 0", "1.2.3.4 \u00b2", "1.2.3.0/2\u00b2 0"):
@@ -289,7 +289,7 @@ def test_scale_a_stage_while_a_paced_replay_runs(tmp_path, io_kind):
     backend, every packet accounted for."""
     import struct
 
-    from pynf import pcap
+    from pynf.io import pcap
 
     from support import flow_frames, run_pynf, write_pcap
     frames = flow_frames(nflows=120, per_flow=40, seed=5)
@@ -334,7 +334,7 @@ def test_scale_a_stage_while_a_paced_replay_runs(tmp_path, io_kind):
 def test_lb_load_makes_the_services_the_files(tmp_path):
     """`lb load`: a backend the file drops goes, a draining one it lists is
     active again, new backends and services come; the config follows."""
-    from nfs import lb
+    from pynf.nfs import lb
     cfg = lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80), (0xC0A80102, 80))),))
     st = lb.make_state(cfg)
     lb.drain_backend(st, (0xC0A80102, 80), (0x0A000001, 80))

@@ -83,7 +83,7 @@ def test_counters_add_up():
 
 
 def test_checksum_fold_matches_full_computation():
-    from pynf.packet import csum_apply, csum_delta16, csum_delta32
+    from pynf.packet.parse import csum_apply, csum_delta16, csum_delta32
     rng = random.Random(3)
     for _ in range(2000):
         words = [rng.randrange(65536) for _ in range(10)]
@@ -105,8 +105,8 @@ def test_checksum_fold_matches_full_computation():
 
 @pytest.mark.parametrize("frame_size", [64, 128, 1518])
 def test_builtin_traffic_checksums_are_valid(frame_size):
-    from pynf.flows import make_flows
-    from pynf.traffic import frame_bytes
+    from pynf.traffic.flows import make_flows
+    from pynf.traffic.templates import frame_bytes
     fs = make_flows(3000, 3)
     assert all(P.checksums_ok(frame_bytes(fs, frame_size, i)) for i in range(0, 3000, 13))
 
@@ -116,8 +116,8 @@ def test_builtin_templates_hold_each_flows_fields():
     checksums are checked above)."""
     import numpy as np
 
-    from pynf.flows import make_flows
-    from pynf.traffic import GEN_MAC_DST, GEN_MAC_SRC, build_templates
+    from pynf.traffic.flows import make_flows
+    from pynf.traffic.templates import GEN_MAC_DST, GEN_MAC_SRC, build_templates
     fs = make_flows(400, 4)
     ids = np.arange(70000, 70400)[::-1]
     t = build_templates(fs, 128, ids=ids)
@@ -157,8 +157,7 @@ def test_template_records_write_the_frames_they_stand_for(tmp_path, frame_size, 
     random bytes and lengths, each copied in part."""
     import numpy as np
 
-    from pynf import pcap
-    from pynf.io import feed
+    from pynf.io import feed, pcap
     if frame_size:
         f = feed.builtin(300, frame_size, 1, 2)
     else:

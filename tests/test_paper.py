@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pynf import cli
+from pynf.cli import main as cli
 
 pytestmark = pytest.mark.jit
 

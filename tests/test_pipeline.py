@@ -5,7 +5,8 @@ import struct
 
 import pytest
 
-from pynf import conntrack, pcap
+from pynf.io import pcap
+from pynf.tables import flowtable as conntrack
 
 from support import conserved, flow_frames, run_pynf, write_pcap
 
@@ -76,12 +77,12 @@ def test_tiny_rings_conserve(policy, io_kind):
 
 
 def test_replicated_stage_owns_disjoint_flows():
-    from pynf.context import RunContext
     from pynf.io import feed
-    from pynf.io.memio import MemIO
-    from pynf.plan import parse
-    from pynf.runtime import Options, Runtime
-    from pynf.stats import report, tsc_hz
+    from pynf.io.mem.backend import MemIO
+    from pynf.nf.context import RunContext
+    from pynf.runtime.chain import parse
+    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.runtime import Options, Runtime
     plan = parse(stages="acl|lb,l3fwd", replicas="1,2")
     opts = Options(packets=60000, cores=[0, 1])
     rt = Runtime(plan, RunContext(flows=500), opts,

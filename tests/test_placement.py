@@ -1,12 +1,12 @@
-"""The planner (pynf.placement): its model on made-up profiles, where the
+"""The planner (pynf.measure.placement): its model on made-up profiles, where the
 best placement is known, and `pynf plan` / `run --auto` end to end."""
 import io
 import json
 
 import pytest
 
-from pynf import cli
-from pynf.placement import Profile, groupings, predict, rank
+from pynf.cli import main as cli
+from pynf.measure.placement import Profile, groupings, predict, rank
 
 
 def prof(fused, alone=None, io_=20.0, hop=20.0):

@@ -4,10 +4,10 @@ import struct
 
 import pytest
 
-from pynf.context import RunContext
 from pynf.control.host import Host, Iface
 from pynf.control.neigh import NeighTable, arp_frame, parse_arp
 from pynf.errors import ConfigError
+from pynf.nf.context import RunContext
 from pynf.testing import Chain
 
 import packets as P

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pynf import pcap
+from pynf.io import pcap
 
 import packets as P
 import reference as R
@@ -76,7 +76,7 @@ def test_pcap_chain_matches_reference(tmp_path, files):
                         "--backends", files["backends"], "--tx-ports", "0,1,2,3"])
     assert rc == 0, err
     ref = R.ChainRef(["acl", "lb", "l3fwd"],
-                     rules=[__import__("pynf.classify", fromlist=["x"]).parse_rule(t.strip())
+                     rules=[__import__("pynf.tables.classifier", fromlist=["x"]).parse_rule(t.strip())
                             for t in open(files["rules"])],
                      backends=[(P.ip("192.168.0.1"), 8080), (P.ip("192.168.0.2"), 8081)],
                      routes=[(P.ip("192.168.0.1"), 1), (P.ip("192.168.0.2"), 2), (P.ip("10.0.0.4"), 3)])
@@ -111,13 +111,13 @@ def test_corpus_conservation(corpus_files):
 
 @pytest.mark.parametrize("frame_size", [64, 1024])
 def test_two_replicas_split_flows(frame_size):
-    from pynf import conntrack
-    from pynf.context import RunContext
     from pynf.io import feed
-    from pynf.io.memio import MemIO
-    from pynf.plan import parse
-    from pynf.runtime import Options, Runtime
-    from pynf.stats import report, tsc_hz
+    from pynf.io.mem.backend import MemIO
+    from pynf.nf.context import RunContext
+    from pynf.runtime.chain import parse
+    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.runtime import Options, Runtime
+    from pynf.tables import flowtable as conntrack
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(packets=40000, cores=[0, 1])
     rt = Runtime(plan, RunContext(flows=300), opts,
@@ -193,15 +193,15 @@ def test_control_change_between_bursts(tmp_path):
     import threading
     import time
 
-    from nfs.l3fwd import route_add
-    from pynf.context import RunContext
     from pynf.errors import format_ipv4
-    from pynf.flows import make_flows
     from pynf.io import feed
-    from pynf.io.memio import MemIO
-    from pynf.plan import parse
-    from pynf.runtime import Options, Runtime
-    from pynf.stats import report, tsc_hz
+    from pynf.io.mem.backend import MemIO
+    from pynf.nf.context import RunContext
+    from pynf.nfs.l3fwd import route_add
+    from pynf.runtime.chain import parse
+    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.runtime import Options, Runtime
+    from pynf.traffic.flows import make_flows
     fs = make_flows(64, 1)
     routes = tmp_path / "routes.txt"
     routes.write_text("".join(f"{format_ipv4(d)} 0\n" for d in fs.dst_ip[1:]))   # flow 0 has none

@@ -1,8 +1,8 @@
-"""pynf.table against a dict, and at capacity."""
+"""pynf.tables.hashtable against a dict, and at capacity."""
 import random
 
-from pynf import table
-from pynf.hashing import hash5, key5
+from pynf.tables import hashtable as table
+from pynf.tables.hashing import hash5, key5
 
 
 def test_random_ops_match_dict():

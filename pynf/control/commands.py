@@ -118,7 +118,7 @@ class Commands:
         return ["stats", "set", "reload", "scale", *sorted(self.nouns)]
 
     def stats(self, args):
-        from pynf.stats import report
+        from pynf.runtime.report import report
         words(args, 0, 1, "stats [--json]")
         if args and args[0] != "--json":
             raise UsageError("usage: stats [--json]")
@@ -128,7 +128,7 @@ class Commands:
             return json.dumps(rep)
         import io
 
-        from pynf.ui import print_rates, print_report
+        from pynf.cli.ui import print_rates, print_report
         out = io.StringIO()
         print_report(rep, out, width=110)
         print_rates(rep["rates"], out)

@@ -3,7 +3,7 @@
 prometheus_client serves the text format; this module is one custom
 collector that, at each scrape, reads the counters the workers already
 keep (numpy arrays they add to; no lock is taken, nothing on the fast path
-changes) and the live run report (pynf.stats.report), so a scrape and
+changes) and the live run report (pynf.runtime.report.report), so a scrape and
 `pynf ctl stats` agree. Names and labels follow Prometheus' conventions:
 counters end in _total, units are in the name (bytes, cycles), one metric
 name per quantity and labels for ports, NFs, reasons, stages.
@@ -35,8 +35,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from pynf.errors import UsageError, is_decimal
+from pynf.runtime.report import report
 from pynf.slots import FC_REPORT, NF_CACHED, NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
-from pynf.stats import report
 
 NIC = (("ipackets", "rx_packets"), ("opackets", "tx_packets"), ("ibytes", "rx_bytes"),
        ("obytes", "tx_bytes"), ("imissed", "rx_missed"), ("ierrors", "rx_errors"),

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynf.config import hot
-from pynf.hashing import hash32
+from pynf.compiler.jit import hot
+from pynf.tables.hashing import hash32
 
 VALID = np.uint64(1 << 63)
 MAC_MASK = (1 << 48) - 1

@@ -1,4 +1,4 @@
-"""What lets a person act on a running chain (pynf.launch.execute sets it up)."""
+"""What lets a person act on a running chain (pynf.cli.launch.execute sets it up)."""
 import threading
 
 from pynf.errors import RuntimeFailure, UsageError
@@ -18,8 +18,8 @@ class Operate:
         self.stopping = False
 
     def start(self, control, metrics):
-        from pynf.stats import Rates
-        from pynf.ui import say
+        from pynf.cli.ui import say
+        from pynf.runtime.report import Rates
         self.rates = self.commands.rates = Rates(self.rt).start()
         if control != "off":
             from pynf.control.server import ControlServer, choose_path
@@ -37,7 +37,7 @@ class Operate:
             say(self.err, f"pynf: metrics at http://{self.metrics.addr}:{self.metrics.port}/metrics")
 
     def on_stop_signal(self, signum, frame):
-        from pynf.ui import say
+        from pynf.cli.ui import say
         if self.stopping:
             say(self.err, "pynf: already stopping (draining, then the report)")
             return
@@ -48,7 +48,7 @@ class Operate:
         threading.Thread(target=self._reload, daemon=True, name="pynf-reload").start()
 
     def _reload(self):
-        from pynf.ui import say
+        from pynf.cli.ui import say
         try:
             out = self.commands.run(["reload"])
             for line in out.splitlines():

@@ -16,7 +16,7 @@ do one of:
 and may make packets of its own with sp.originate(frame_bytes, port).
 A handler that does none of these has its frame dropped as
 `slowpath_unhandled`. Packets go out through the first last-stage replica,
-which drains an inject ring between bursts (pynf.io.dpdk_kernels.inject),
+which drains an inject ring between bursts (pynf.io.dpdk.kernels.inject),
 so no transmit queue is shared between threads.
 
 Counting keeps rx = tx + drops: a punted packet ends up sent (counted by
@@ -29,9 +29,9 @@ import time
 import numpy as np
 
 from pynf import shim
-from pynf.drops import punt_owner
-from pynf.io.dpdk import RteRing
-from pynf.io.dpdk_kernels import ADDR_MASK, INJ_ORIG
+from pynf.io.dpdk.backend import RteRing
+from pynf.io.dpdk.kernels import ADDR_MASK, INJ_ORIG
+from pynf.packet.drops import punt_owner
 from pynf.slots import W_INJ_SENT, W_ORIG_FAILED
 
 POLL_S = 0.0005

@@ -1,24 +1,24 @@
-"""The I/O backend contract: what the runtime asks of pynf.io.memio.MemIO
-and pynf.io.dpdk.DpdkIO, written once.
+"""The I/O backend contract: what the runtime asks of pynf.io.mem.backend.MemIO
+and pynf.io.dpdk.backend.DpdkIO, written once.
 
 A backend owns the packet buffers and the ports. The runtime opens it with
 the number of first-stage replicas (then `ready`), asks it for one receive source per
 replica, one transmit sink per last-stage replica and the rings between
 stages, hands each worker its cache and capture buffer, and closes it after
 every worker has exited. `kinds` names the compiled rx/tx/ring kernels
-(pynf.loops) the worker loops are generated with.
+(pynf.compiler.loops) the worker loops are generated with.
 """
 from typing import Protocol
 
 
 class Backend(Protocol):
     name: str                       # "mem" | "dpdk": the report's `io`
-    kinds: dict                     # {"rx": ..., "tx": ..., "ring": ...}: pynf.loops' RX/TX keys
+    kinds: dict                     # {"rx": ..., "tx": ..., "ring": ...}: pynf.compiler.loops' RX/TX keys
     txmap: object                   # int32 array: NF output port k -> index into the tx ports
     tx_ports: list                  # the ports packets leave by
 
     def open(self, nqueues, opts):
-        """Create the pool, the ports and nqueues receive queues (opts: pynf.runtime.Options)."""
+        """Create the pool, the ports and nqueues receive queues (opts: pynf.runtime.runtime.Options)."""
 
     def ready(self):
         """Finish what open() left running (DPDK: the mbuf pool, then the

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pynf import pcap, traffic
-from pynf.batch import make_batch
-from pynf.config import hot
-from pynf.flows import FlowSet, make_flows
-from pynf.hashing import hash5
-from pynf.packet import parse_one
+from pynf.compiler.jit import hot
+from pynf.io import pcap
+from pynf.packet.batch import make_batch
+from pynf.packet.parse import parse_one
+from pynf.tables.hashing import hash5
+from pynf.traffic import templates as traffic
+from pynf.traffic.flows import FlowSet, make_flows
 
 MIN_SEQ = 4096
 
@@ -30,7 +31,7 @@ class Feed:
     seqs: list              # per queue: template indices in arrival order
     once: bool              # replay once (pcap without --duration/--packets)
     frame_size: int = 0     # built-in traffic's frame size (with FCS); 0 for pcap
-    notes: tuple = ()       # pcap: records not replayed, and why (pynf.pcap)
+    notes: tuple = ()       # pcap: records not replayed, and why (pynf.io.pcap)
 
     @property
     def frames(self):

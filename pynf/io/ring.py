@@ -28,12 +28,12 @@ from numba import types
 from numba.extending import overload
 
 from pynf import shim
-from pynf.config import BURST_MAX, HEADROOM, hot
-from pynf.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
-from pynf.hashing import hash5
-from pynf.intrinsics import rdtsc
-from pynf.io.pool import SLOT, cache_put
+from pynf.compiler.intrinsics import rdtsc
+from pynf.compiler.jit import BURST_MAX, HEADROOM, hot
+from pynf.io.mem.pool import SLOT, cache_put
+from pynf.packet.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
 from pynf.slots import RO_FULL, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_TX
+from pynf.tables.hashing import hash5
 
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
@@ -42,7 +42,7 @@ RingIn = namedtuple("RingIn", "rings rr fill")
 # each bucket of the flow hash (RSS++'s: a stage's replicas change by
 # moving buckets, pynf.control.scale)
 RingOut = namedtuple("RingOut", "rings stage cnt opts table")
-# the same over DPDK rte_rings (pynf.io.dpdk_kernels)
+# the same over DPDK rte_rings (pynf.io.dpdk.kernels)
 RteRingIn = namedtuple("RteRingIn", RingIn._fields)
 RteRingOut = namedtuple("RteRingOut", RingOut._fields)
 P_WAIT, P_DROP = 0, 1

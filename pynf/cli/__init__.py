@@ -1,0 +1,1 @@
+"""The command line: `pynf` and the flags of `pynf run`."""

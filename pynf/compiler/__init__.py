@@ -1,0 +1,1 @@
+"""The stage compiler: jit flags and cache, intrinsics, fused stages, worker loops."""

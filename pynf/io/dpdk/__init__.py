@@ -1,0 +1,1 @@
+"""DPDK ports and rings (the C shim's DPDK layer)."""

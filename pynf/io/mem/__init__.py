@@ -1,0 +1,1 @@
+"""The in-memory NIC: a buffer pool and its kernels."""

@@ -1,0 +1,1 @@
+"""Measuring: pynf profile, pynf plan (placement), the paper's experiments, counters."""

@@ -1,0 +1,28 @@
+"""The NF API: what an NF author imports.
+
+    from pynf.nf import DROP, drop, nf, slowpath
+
+pynf.nf.spec holds the decorator and the registry; pynf.nf.context what a
+configuration may depend on; pynf.nf.access bounds-checked byte access.
+"""
+from pynf.nf.spec import (
+    DROP,
+    MAX_PORT,
+    SLOWPATH,
+    WRITABLE,
+    NFError,
+    NFSpec,
+    apply_settings,
+    available,
+    cache_hook,
+    drop,
+    fields_used,
+    kernel,
+    load,
+    nf,
+    registered,
+    slowpath,
+)
+
+__all__ = ["DROP", "MAX_PORT", "SLOWPATH", "WRITABLE", "NFError", "NFSpec", "apply_settings", "available",
+           "cache_hook", "drop", "fields_used", "kernel", "load", "nf", "registered", "slowpath"]

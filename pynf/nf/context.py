@@ -1,0 +1,21 @@
+"""What an NF's configuration may depend on: the run's files and traffic."""
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from pynf.traffic.flows import make_flows
+
+
+@dataclass
+class RunContext:
+    acl_rules: str = None       # --acl-rules FILE
+    routes: str = None          # --routes FILE
+    backends: str = None        # --backends FILE
+    flows: int = 1024           # --flows: built-in traffic's flow count
+    seed: int = 1
+    n_ports: int = 2            # NF output ports in use (len of --tx-ports)
+    settings: dict = field(default_factory=dict)   # --set NF.KEY=VALUE, by NF name
+    host: object = None         # --iface ports and addresses (pynf.control.host.Host), or None
+
+    @cached_property
+    def flow_set(self):
+        return make_flows(self.flows, self.seed)

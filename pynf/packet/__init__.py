@@ -1,0 +1,1 @@
+"""Packets: the batch of header arrays, parsing and write-back, drop reasons."""

@@ -1,0 +1,1 @@
+"""The runtime: chain spec, workers, control between bursts, the report."""

@@ -1,0 +1,1 @@
+"""Data structures NFs build on: hash table, flow table, LPM, Maglev, classifier."""

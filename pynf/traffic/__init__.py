@@ -1,0 +1,1 @@
+"""Built-in traffic: the flows and the frame templates."""
