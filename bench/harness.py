@@ -10,9 +10,9 @@ tables first so that steady state is measured.
 import numpy as np
 from numba import njit
 
-from pynf import flowcache
 from pynf.compiler.intrinsics import copy, rdtsc
 from pynf.compiler.stage import compile_stage
+from pynf.flowcache import table as flowcache
 from pynf.io import feed
 from pynf.io.mem.pool import SLOT
 from pynf.nf import load

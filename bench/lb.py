@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from bench.harness import RING, SLOT, _run
-from pynf import flowcache
 from pynf.compiler.stage import compile_stage
+from pynf.flowcache import table as flowcache
 from pynf.io import feed
 from pynf.nf import load
 from pynf.nf.context import RunContext

@@ -31,23 +31,6 @@ NF_PUNTED = 6       # packets handed to the slow path
 NF_CACHED = 7       # packets whose effect came from the flow cache (pynf.flowcache), of NF_RX
 NF_COLS = 8
 
-# A stage replica's flow cache, FlowCache.meta: int64[FC_SIZE] (pynf.flowcache)
-FC_EPOCH = 0        # bumped by every control change: older entries are stale
-FC_HITS = 1         # packets found in the table
-FC_MISSES = 2       # packets looked up and not found
-FC_INSERTS = 3      # entries written
-FC_EVICTIONS = 4    # ... over a live entry of another flow
-FC_RESENT = 5       # hits that ran part of the stage after all (an NF before a segment did otherwise)
-FC_REFUSED = 6      # packets an NF's guard kept from the cache
-FC_CAPACITY = 7     # entries (0: the cache is off)
-FC_ON = 8           # 1: in use; 0: looked past (--flow-cache auto measured it slower, pynf.flowcache.Adapt)
-FC_SWITCHES = 9     # times Adapt turned it on or off
-FC_SIZE = 10
-# their names in the report's stages[s].flow_cache and in /metrics
-FC_REPORT = (("capacity", FC_CAPACITY), ("hits", FC_HITS), ("misses", FC_MISSES), ("inserts", FC_INSERTS),
-             ("evictions", FC_EVICTIONS), ("resent", FC_RESENT), ("refused", FC_REFUSED),
-             ("invalidations", FC_EPOCH), ("on", FC_ON), ("switches", FC_SWITCHES))
-
 # Ring producer's options and counters, RingOut.opts (pynf.io.ring, dpdk_kernels)
 RO_POLICY = 0       # P_WAIT or P_DROP when a ring is full
 RO_FULL = 1         # times a ring was found full
@@ -55,7 +38,7 @@ RO_WAIT_CYCLES = 2  # TSC cycles spent waiting for room (kept out of W_BUSY's wo
 
 # A worker loop's arguments (pynf.compiler.loops.LOOP's signature)
 A_DEADLINE = 13     # TSC value at which the loop returns to Python
-A_FLOWCACHE = 17    # the stage replica's flow cache (pynf.flowcache.FlowCache)
+A_FLOWCACHE = 17    # the stage replica's flow cache (pynf.flowcache.table.FlowCache)
 A_STATES = 18       # the stage's NF states follow, one per NF
 
 # A port's own counters as the shim's pynf_port_stats fills them (rte_eth_stats)

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf import flowcache
-from pynf.cli.flags import flow_cache_default
-from pynf.compiler.jit import BURST_MAX, DATAROOM, HEADROOM
 from pynf.compiler.stage import compile_stage, reason_codes
 from pynf.nf import load
 from pynf.nf.context import RunContext
-from pynf.packet.batch import make_batch, make_live
+from pynf.packet.batch import BURST_MAX, DATAROOM, HEADROOM, make_batch, make_live
 from pynf.packet.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
 from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.slots import NF_COLS
@@ -52,11 +50,12 @@ class Chain:
             writes = [s.written(c) for s, c in zip(self.specs, configs)]
         self.states = states
         self.flags = F_FIRST | (F_HOST if host else 0)
-        entries = flow_cache_default()[0] if flow_cache is None else flow_cache
+        entries = flowcache.setting_default()[0] if flow_cache is None else flow_cache
         entries = flowcache.ENTRIES_DEFAULT if entries < 0 else entries     # (auto or not: always on)
         cached = [entries > 0 and s.cacheable(c) for s, c in zip(self.specs, configs)]
         self.module = compile_stage(self.specs, writes=writes, cached=cached)
-        self.fc = flowcache.make(entries if self.module.FC_VW else 0, self.module.FC_VW)
+        self.flowcache = flowcache.ReplicaCache(entries, self.module.FC_VW)
+        self.fc = self.flowcache.arg        # (tests read its counters: pynf.flowcache.table.FC_*)
         self.names = dict(NAMES)
         for per in reason_codes(self.specs):
             for name, code in per:
@@ -101,7 +100,7 @@ class Chain:
     def changed(self):
         """Say that the NFs' states were changed by hand (as `pynf ctl` does
         through the runtime): the flow cache forgets what it recorded."""
-        flowcache.invalidate(self.fc)
+        self.flowcache.invalidate()
 
     def drop_counts(self):
         return {self.names.get(c, f"reason_{c}"): int(v) for c, v in enumerate(self.drops) if v}

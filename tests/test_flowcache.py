@@ -1,14 +1,17 @@
-"""The chain-wide flow cache (pynf/flowcache.py): the same packets, verdicts,
+"""The chain-wide flow cache (pynf/flowcache/): the same packets, verdicts,
 drops and per-NF counters with it as without it, and stale never."""
 import random
 
 import numpy as np
 import pytest
 
-from pynf import flowcache
-from pynf.flowcache import Cacheable, Layout
+from pynf.flowcache import Cacheable
+from pynf.flowcache import table as flowcache
+from pynf.flowcache.adapt import Adapt
+from pynf.flowcache.layout import Layout
+from pynf.flowcache.table import FC_HITS, FC_MISSES, FC_ON, FC_REFUSED, FC_RESENT, FC_SWITCHES
 from pynf.nf.context import RunContext
-from pynf.slots import FC_HITS, FC_MISSES, FC_REFUSED, FC_RESENT, NF_CACHED, NF_CYCLES, NF_TIMED
+from pynf.slots import NF_CACHED, NF_CYCLES, NF_RX, NF_TIMED, W_CYCLES
 from pynf.testing import Chain
 
 import packets as P
@@ -157,13 +160,12 @@ def test_counts_balance():
 
 
 def test_adapt_keeps_the_cheaper():
-    """flowcache.Adapt probes off, then on, and keeps the cheaper; with too
-    little traffic it goes on probing."""
-    from pynf.slots import FC_ON, FC_SWITCHES, NF_RX, W_CYCLES
+    """flowcache.adapt.Adapt probes off, then on, and keeps the cheaper; with
+    too little traffic it goes on probing."""
     fc = flowcache.make(64, 8)
     ws = np.zeros(16, dtype=np.int64)
     nfstat = np.zeros((2, 8), dtype=np.int64)
-    a = flowcache.Adapt(fc, ws, nfstat, hz=1000)     # 1000 ticks a second
+    a = Adapt(fc, ws, nfstat, hz=1000)     # 1000 ticks a second
     now = 0
 
     def run(ticks, cycles_per_packet, packets=100_000):
@@ -191,7 +193,7 @@ def test_adapt_keeps_the_cheaper():
 
 
 def test_flow_cache_flag():
-    from pynf.cli.flags import flow_cache
+    from pynf.flowcache import setting as flow_cache
     assert flow_cache("auto") == (-1, True) and flow_cache("on:4096") == (4096, False)
     assert flow_cache("off") == (0, False)
     for bad in ("maybe", "off:5", "on:1", "on:x", "auto:99999999999"):

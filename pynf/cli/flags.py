@@ -4,6 +4,7 @@ import argparse
 import math
 import os
 
+from pynf import flowcache
 from pynf.errors import UsageError
 
 
@@ -23,28 +24,12 @@ def finite(text):
     return v
 
 
-def flow_cache(text):
-    """--flow-cache auto|on|off[:ENTRIES] -> (entries: -1 sized by the run, 0
-    off, or N; auto: kept only while it measures faster)."""
-    t, _, n = text.strip().lower().partition(":")
-    if t not in ("auto", "on", "off") or (n and t == "off"):
-        raise argparse.ArgumentTypeError(f"want auto, on or off, or auto:N or on:N entries, not {text!r}")
-    if t == "off":
-        return 0, False
-    if not n:
-        return -1, t == "auto"
-    if not n.isdigit() or not 2 <= int(n) <= (1 << 24):
-        raise argparse.ArgumentTypeError(f"{text!r}: want 2..{1 << 24} entries")
-    return int(n), t == "auto"
-
-
 def flow_cache_default():
     """auto unless $PYNF_FLOW_CACHE says otherwise (the tests run both ways)."""
-    v = os.environ.get("PYNF_FLOW_CACHE", "auto")
     try:
-        return flow_cache(v)
-    except argparse.ArgumentTypeError as e:
-        raise UsageError(f"PYNF_FLOW_CACHE: {e}") from None
+        return flowcache.setting_default()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def int_list(text, flag):
@@ -97,8 +82,8 @@ def add_run_flags(r):
     r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
     r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
     r.add_argument("--ring-size", type=int, default=1024, metavar="N", help="inter-stage ring entries (1024)")
-    r.add_argument("--flow-cache", type=flow_cache, default=None, metavar="auto|on|off[:N]",
-                   help="the chain-wide flow cache (pynf/flowcache.py): auto (in use while it "
+    r.add_argument("--flow-cache", type=flowcache.setting, default=None, metavar="auto|on|off[:N]",
+                   help="the chain-wide flow cache (pynf/flowcache/): auto (in use while it "
                         "measures faster), on, off; :N entries (default: sized to the built-in "
                         "flows, 64K at least). Default auto, or $PYNF_FLOW_CACHE")
     r.add_argument("--ring-full", choices=("wait", "drop"), default="wait",
@@ -123,7 +108,7 @@ def run_parser():
 
 def check(a):
     """Check run flags that argparse cannot; returns --set as {nf: {key: value}}."""
-    from pynf.compiler.jit import BURST_MAX
+    from pynf.packet.batch import BURST_MAX
     from pynf.traffic.templates import MAX_FRAME, MIN_FRAME
     if not MIN_FRAME <= a.frame_size <= MAX_FRAME:
         raise UsageError(f"--frame-size: {a.frame_size} outside {MIN_FRAME}..{MAX_FRAME}")

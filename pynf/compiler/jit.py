@@ -16,10 +16,6 @@ NO_JIT = bool(_numba_config.DISABLE_JIT)
 # Hot kernels: no GIL, cached on disk, no bounds checks.
 HOT = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy", _nrt=False)
 
-BURST_DEFAULT = 32      # DPDK's customary burst
-BURST_MAX = 256         # header arrays are sized for this
-HEADROOM = 128          # bytes before packet data (RTE_PKTMBUF_HEADROOM)
-DATAROOM = 2048         # bytes of packet data per buffer (RTE_MBUF_DEFAULT_DATAROOM)
 
 
 def hot(fn=None, **extra):

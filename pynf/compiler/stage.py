@@ -31,10 +31,9 @@ import hashlib
 import importlib.util
 import os
 import sys
-import textwrap
 
 from pynf.compiler.jit import SOURCE_DIGEST, cache_dir, hot
-from pynf.flowcache import Layout
+from pynf.flowcache import codegen as fccodegen
 from pynf.nf import SLOWPATH
 from pynf.packet.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
 from pynf.slots import NF_DROPS, NF_PUNTED, NF_RX, NF_TX
@@ -97,11 +96,10 @@ _TEMPLATE = '''\
 # hash of the sources it depends on; a change makes a new file.
 from pynf.compiler.jit import hot
 from pynf.compiler.intrinsics import rdtsc
-from pynf.nf import cache_hook, kernel
+from pynf.nf import kernel
 from pynf.packet.parse import parse_into, writeback_one
-from pynf.slots import FC_ON, NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
+from pynf.slots import NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
 from pynf.compiler.stage import settle, gather_punted
-from pynf import flowcache as _fc
 {imports}
 
 FC_VW = {vw}            # words per flow-cache entry (0: no flow cache in this stage)
@@ -169,53 +167,6 @@ def _count(j, base, nr, owner, cached=False):
                          cached=f"    nfstat[{j}, NF_CACHED] += m - mm\n" if cached else "")
 
 
-# The flow cache's parts of a stage (pynf.flowcache has the design).
-_FC_LOOKUP = '''\
-    cached = fc.meta[FC_ON] != 0
-    ep = 0
-    if cached:
-        ep = _fc.epoch(fc, {versions})
-        _fc.lookup(fc, b, live, m, ep, {mark})
-'''
-_FC_SEGMENT = '''\
-    # flow cache: segment {s}, NFs {a}..{e}: check the hits, mark the misses
-    for x in range(m):
-        i = live[x]
-        r = fc.slot[i]
-        if r >= 0:
-            o = r * FC_VW
-{hit}        if fc.slot[i] < 0 and fc.ins[i] >= 0:
-{miss}'''
-_FC_CALL = '''\
-    tk = t
-    mm = _fc.misses(fc, live, m)
-{call}
-{record}
-    for x in range(m):                  # the others: NF {j}'s recorded effect
-        i = live[x]
-        r = fc.slot[i]
-        if r >= 0:
-            o = r * FC_VW
-{apply}
-{count}'''
-_FC_ONE = '''\
-    # flow cache: NF {j}, a segment of its own ({s}): the packets it serves
-    # take NF {j}'s recorded effect, the others are listed for NF {j} itself
-    tk = t
-    mm = 0
-    for x in range(m):
-        i = live[x]
-        r = fc.slot[i]
-        if r >= 0:
-            o = r * FC_VW
-{hit}
-{miss}        fc.sub[mm] = i
-        mm += 1
-{call}
-{record}
-{count}'''
-
-
 def _invoke(spec, j, lst, cnt):
     """NF j's call over the packets lst[:cnt]: once, or once per packet."""
     return (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst=lst, cnt=cnt)
@@ -224,105 +175,6 @@ def _invoke(spec, j, lst, cnt):
 def _call(spec, j, **kw):
     """An NF's call over the live packets, and its counting."""
     return _CALL.format(call=_invoke(spec, j, "live", "m"), count=_count(j, **kw))
-
-
-def _indent(lines, n):
-    return "".join(" " * n + x + "\n" for x in lines)
-
-
-def _unpack(c, shift, mask):
-    v = f"fc.vals[o + {c}]"
-    return f"(({v} >> {shift}) & {mask})" if shift else f"({v} & {mask})"
-
-
-def _pack(c, parts, src):
-    """The line recording word c of an entry from the packet (src: field -> expression)."""
-    return f"fc.rec[i, {c}] = " + " | ".join(
-        f"((int({src(f)}) & {mask}) << {shift})" if shift else f"(int({src(f)}) & {mask})"
-        for f, shift, mask in parts)
-
-
-def _field(f):
-    return f"b.{f}[i]"
-
-
-def _fc_parts(seg, layout, j):
-    """(the lines applying NF j's recorded effect to a hit whose entry is
-    at o, the loop recording what NF j did to the packets it ran on)."""
-    pt = layout.pt[j]
-    last = layout.segments[seg][1] == j
-    parts = dict((f, (pt[0], sh, mk)) for f, sh, mk in pt[1]) if pt else {}
-    apply = [f"rp{j}(st{j}, {_unpack(*parts['tag'])})"] if "tag" in parts else []
-    apply += ["v = fc.vals[o]", f"if (v >> 8) & 255 == {j + 1}:", "    b.port[i] = -1 - (v & 255)"]
-    if last:
-        apply += ["else:", f"    b.port[i] = {_unpack(*parts['port'])}"]
-        apply += [f"    b.{f}[i] = {_unpack(c, sh, mk)}" for c, ws in layout.writes[seg] for f, sh, mk in ws]
-    src = {"tag": "b.tag[i]", "port": "p"}
-    record = ["for x in range(mm):" + f"                 # what NF {j} did, for the packets it ran on",
-              "    i = fc.sub[x]",
-              "    if fc.ins[i] >= 0:",
-              "        p = b.port[i]",
-              f"        if p >= {SLOWPATH} or p < -256:",
-              "            fc.ins[i] = -1",
-              "        elif p < 0:",
-              f"            fc.rec[i, 0] |= {j + 1} << 8 | (-1 - p)"]
-    if "tag" in parts:
-        record += ["            " + _pack(pt[0], [x for x in pt[1] if x[0] == "tag"], src.get)]
-    if pt or last:
-        record += ["        else:"]
-        if pt:
-            record += ["            " + _pack(pt[0], pt[1], src.get)]
-        if last:
-            record += ["            " + _pack(c, ws, _field) for c, ws in layout.writes[seg]]
-    return apply, record
-
-
-def _fc_checks(seg, layout, specs, bit):
-    """(the lines checking a hit entering segment seg: resend or refuse it,
-    else fall through; the lines marking a miss (records its guards), or
-    refusing it) for a segment with something to check."""
-    a, e = layout.segments[seg]
-    guards = " and ".join(f"g{j}(b, i, st{j})" for j in range(a, e + 1) if specs[j].cache.guard is not None)
-    stale = " or ".join([f"(fc.vals[o] & {bit}) == 0"] + [
-        f"b.{f}[i] != {_unpack(c, sh, mk)}" for c, ws in layout.guards[seg] for f, sh, mk in ws])
-    hit = [f"if {stale}:", f"    _fc.resend(fc, i, {bit - (1 << 16)})"]
-    if guards:
-        hit += [f"elif not ({guards}):", "    _fc.refuse(fc, i)"]
-    mark = [f"fc.rec[i, 0] |= {bit}"] + [_pack(c, ws, _field) for c, ws in layout.guards[seg]]
-    miss = ([f"if not ({guards}):", "    _fc.refuse(fc, i)", "else:"] + ["    " + x for x in mark]) \
-        if guards else mark
-    return hit, miss
-
-
-def _fc_one(spec, seg, layout, specs, j, plain, **kw):
-    """A cacheable NF alone in its segment: check, apply and list in one pass."""
-    apply, record = _fc_parts(seg, layout, j)
-    if plain:                       # nothing to check: every hit takes the effect
-        hit = apply + ["continue"]
-        miss = []
-    else:
-        hit, mark = _fc_checks(seg, layout, specs, 1 << (16 + seg))
-        hit += ["else:"] + ["    " + x for x in apply] + ["    continue"]
-        miss = ["if fc.ins[i] >= 0:"] + ["    " + x for x in mark]
-    call = _invoke(spec, j, "fc.sub", "mm")
-    return _FC_ONE.format(j=j, s=seg, hit=_indent(hit, 12).rstrip("\n"), miss=_indent(miss, 8),
-                          call=call, record=_indent(record, 4).rstrip("\n"), count=_count(j, cached=True, **kw))
-
-
-def _fc_call(spec, seg, layout, j, **kw):
-    """A cacheable NF in a segment of several: run on the misses, record,
-    apply to the hits (at this NF, so that a drop counts under it)."""
-    apply, record = _fc_parts(seg, layout, j)
-    call = _invoke(spec, j, "fc.sub", "mm")
-    return _FC_CALL.format(j=j, call=call, record=_indent(record, 4).rstrip("\n"),
-                           apply=_indent(apply, 12).rstrip("\n"), count=_count(j, cached=True, **kw))
-
-
-def _fc_segment(seg, layout, specs):
-    """Check and mark the packets entering segment seg (of several NFs)."""
-    a, e = layout.segments[seg]
-    hit, miss = _fc_checks(seg, layout, specs, 1 << (16 + seg))
-    return _FC_SEGMENT.format(s=seg, a=a, e=e, hit=_indent(hit, 12), miss=_indent(miss, 12))
 
 
 SAMPLE = 8          # time the NFs on one burst in 8
@@ -353,41 +205,12 @@ def generate(specs, nf_base=0, writes=None, cached=None):
         raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
     per_nf = writes if writes is not None else [s.writes for s in specs]
-    cached = list(cached) if cached is not None and any(cached) else [False] * len(specs)
-    layout = Layout(cached, per_nf, [bool(c and s.cache.replay) for s, c in zip(specs, cached)])
-    on = bool(layout.segments)
-    # a first segment with nothing to check is marked recorded at the lookup
-    plain0 = on and layout.segments[0][0] == 0 and not any(
-        specs[j].cache.guard is not None for j in range(layout.segments[0][1] + 1))
     imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
-    hooks = [f"{p}{j} = cache_hook({s.name!r}, {h!r})" for j, (s, c) in enumerate(zip(specs, cached))
-             if c for h, p in (("guard", "g"), ("replay", "rp"), ("version", "v"))
-             if getattr(s.cache, h) is not None]
-    imports += "".join("\n" + x for x in hooks)
     kws = [dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
            for j, c in enumerate(codes)]
     plain = "".join(_call(s, **kw) for s, kw in zip(specs, kws))
-    calls = []
-    for j, (s, kw) in enumerate(zip(specs, kws)):
-        seg = layout.segment_of(j)
-        if seg < 0:
-            calls.append(_call(s, **kw))
-            continue
-        first, last = layout.segments[seg]
-        if first == last:
-            calls.append(_fc_one(s, seg, layout, specs, plain=seg == 0 and plain0, **kw))
-            continue
-        if j == first and not (seg == 0 and plain0):
-            calls.append(_fc_segment(seg, layout, specs))
-        calls.append(_fc_call(s, seg, layout, **kw))
-    calls = "".join(calls)
-    if on:          # the cached NFs, or (a cache looked past: flowcache.Adapt) the plain ones
-        calls = ("    if cached:\n" + textwrap.indent(calls, "    ") + "    else:\n"
-                 + textwrap.indent(plain, "    "))
-    versions = " + ".join(f"v{j}(st{j})" for j, (s, c) in enumerate(zip(specs, cached))
-                          if c and s.cache.version is not None) or "0"
-    lookup = _FC_LOOKUP.format(versions=versions, mark=(1 << 16) if plain0 else 0) if on else ""
-    commit = "    if cached:\n        _fc.commit(fc, ep)\n" if on else ""
+    fc = fccodegen.stage_parts(specs, per_nf, cached, kws, plain, _invoke, _count, _call)
+    imports = (fc.imports + "\n" + imports) if fc.imports else imports
     states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
@@ -397,10 +220,10 @@ def generate(specs, nf_base=0, writes=None, cached=None):
     wb_call = ("    writeback(b, live, 0, m)\n    if q > q0:\n        writeback(b, live, len(live) - q, len(live) - q0)"
                if any(flags) else "    pass  # no NF here writes a header field")
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
-                            states=states, calls=calls, k=len(specs),
+                            states=states, calls=fc.calls, k=len(specs),
                             wb_args=", ".join(map(str, flags)),
                             want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1,
-                            lookup=lookup, commit=commit, vw=layout.vw if on else 0)
+                            lookup=fc.lookup, commit=fc.commit, vw=fc.vw)
 
 
 def compile_stage(specs, tail="", nf_base=0, writes=None, cached=None):

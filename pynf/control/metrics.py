@@ -17,7 +17,7 @@ name per quantity and labels for ports, NFs, reasons, stages.
                                                      rate() / rate() = cycles per packet
     pynf_flow_cache_{hits,misses,inserts,evictions,resent,refused,invalidations,switches}_total{stage},
     pynf_flow_cache_entries{stage}, pynf_flow_cache_replicas_on{stage}
-                                                     the flow cache (pynf/flowcache.py): gauges
+                                                     the flow cache (pynf/flowcache/): gauges
                                                      for its size and how many replicas use it
     pynf_worker_busy_cycles_total{stage,replica}, pynf_worker_idle_polls_total{...}
     pynf_tsc_hz                                      to turn cycles into seconds
@@ -35,8 +35,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.process_collector import ProcessCollector
 
 from pynf.errors import UsageError, is_decimal
+from pynf.flowcache.table import FC_REPORT
 from pynf.runtime.report import report
-from pynf.slots import FC_REPORT, NF_CACHED, NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
+from pynf.slots import NF_CACHED, NF_CYCLES, NF_DROPS, NF_RX, NF_TIMED, NF_TX, W_BUSY, W_IDLE
 
 NIC = (("ipackets", "rx_packets"), ("opackets", "tx_packets"), ("ibytes", "rx_bytes"),
        ("obytes", "tx_bytes"), ("imissed", "rx_missed"), ("ierrors", "rx_errors"),

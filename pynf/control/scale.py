@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 
-from pynf import flowcache
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io.ring import BUCKETS
 
@@ -120,7 +119,7 @@ def scale(rt, stage, replicas, timeout=5.0):
                 w.dst.table[:] = new
             for w in mine:
                 w.active = w.replica < replicas
-                flowcache.invalidate(w.fc)      # its flows' state may have moved in or out
+                w.flowcache.invalidate()        # its flows' state may have moved in or out
         finally:
             rt.resume(mine)
     finally:

@@ -29,8 +29,9 @@ from numba.extending import overload
 
 from pynf import shim
 from pynf.compiler.intrinsics import rdtsc
-from pynf.compiler.jit import BURST_MAX, HEADROOM, hot
+from pynf.compiler.jit import hot
 from pynf.io.mem.pool import SLOT, cache_put
+from pynf.packet.batch import BURST_MAX, HEADROOM
 from pynf.packet.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
 from pynf.slots import RO_FULL, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_TX
 from pynf.tables.hashing import hash5

@@ -57,12 +57,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pynf.compiler.jit import BURST_MAX, hot
+from pynf.compiler.jit import hot
 from pynf.control import neigh
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
 from pynf.flowcache import Cacheable
 from pynf.nf import MAX_PORT, drop, nf, slowpath
 from pynf.nf.access import load8, load16, store8, store16
+from pynf.packet.batch import BURST_MAX
 from pynf.packet.parse import csum_apply, csum_delta16, ipv4_csum_ok
 from pynf.tables import hashtable as table
 from pynf.tables import lpm

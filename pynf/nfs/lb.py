@@ -92,9 +92,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf.compiler.intrinsics import ld8, ld16, rdtsc
-from pynf.compiler.jit import BURST_MAX, NO_JIT, hot
+from pynf.compiler.jit import NO_JIT, hot
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
 from pynf.nf import drop, nf
+from pynf.packet.batch import BURST_MAX
 from pynf.tables import flowtable as ct
 from pynf.tables import hashtable as table
 from pynf.tables import maglev

@@ -19,7 +19,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from pynf.compiler.jit import BURST_MAX
+BURST_DEFAULT = 32      # DPDK's customary burst
+BURST_MAX = 256         # header arrays are sized for this
+HEADROOM = 128          # bytes before a packet's data in its buffer (RTE_PKTMBUF_HEADROOM)
+DATAROOM = 2048         # bytes of packet data per buffer (RTE_MBUF_DEFAULT_DATAROOM)
 
 Batch = namedtuple("Batch", [
     "mem",       # uint8[:]  packet memory

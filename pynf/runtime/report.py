@@ -6,9 +6,8 @@ import time
 
 import numpy as np
 
+from pynf import flowcache
 from pynf.slots import (
-    FC_CAPACITY,
-    FC_REPORT,
     NF_CACHED,
     NF_CYCLES,
     NF_DROPS,
@@ -112,17 +111,6 @@ def port_counts(rt):
     return out
 
 
-def flow_cache(ws):
-    """A stage's flow cache (pynf.flowcache), its replicas summed; None when off."""
-    fcs = [w.fc for w in ws if w.fc is not None and w.fc.meta[FC_CAPACITY]]
-    if not fcs:
-        return None
-    out = {k: sum(int(fc.meta[slot]) for fc in fcs) for k, slot in FC_REPORT}
-    looked = out["hits"] + out["misses"]
-    out["hit_rate"] = round(out["hits"] / looked, 4) if looked else 0.0
-    return out
-
-
 def report(rt):
     """The final report of a finished Runtime as a dict."""
     drops = {}
@@ -172,7 +160,7 @@ def report(rt):
             "bursts": sum(int(w.ws[W_BURSTS]) for w in ws),
             "counters_per_packet": _counters(ws, srx),
             "idle_polls": sum(int(w.ws[W_IDLE]) for w in ws),
-            "flow_cache": flow_cache(ws),
+            "flow_cache": flowcache.report([w.flowcache for w in ws]),
         })
     rings = []
     for w in rt.workers:

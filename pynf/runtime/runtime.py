@@ -26,10 +26,10 @@ from numba.core.errors import NumbaError
 from pynf import flowcache
 from pynf.compiler import loops
 from pynf.compiler import stage as stagemod
-from pynf.compiler.jit import BURST_MAX, NO_JIT
+from pynf.compiler.jit import NO_JIT
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
-from pynf.packet.batch import make_batch, make_live
+from pynf.packet.batch import BURST_MAX, make_batch, make_live
 from pynf.packet.drops import MAX_REASONS, NAMES
 from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.runtime.report import process_age, tsc_hz
@@ -86,8 +86,7 @@ class Worker:
     src: object = None
     dst: object = None
     upstream_done: np.ndarray = None
-    fc: object = None           # the stage replica's flow cache (pynf.flowcache)
-    adapt: object = None        # its --flow-cache auto policy (flowcache.Adapt), or None
+    flowcache: object = None    # the stage replica's flow cache (pynf.flowcache.ReplicaCache)
     states: list = None
     exited: bool = False
     error: BaseException = None
@@ -161,13 +160,14 @@ class Runtime:
         self.modules = []
         base = 0
         if opts.flow_cache is None:
-            from pynf.cli.flags import flow_cache_default
-            opts.flow_cache = flow_cache_default()
-        fc_entries, self.fc_auto = opts.flow_cache
-        fc_entries = flowcache.entries_for(self.ctx.flows, self.fc_auto) if fc_entries < 0 else fc_entries
+            try:
+                opts.flow_cache = flowcache.setting_default()
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+        fc_entries, fc_auto = opts.flow_cache
         for ss, cs in zip(self.specs, self.configs):
             writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
-            cached = [fc_entries > 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]
+            cached = [fc_entries != 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]
             self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes,
                                                        cached))
             base += len(ss)
@@ -228,16 +228,14 @@ class Runtime:
                     w.dst = io.tx_queue(r)
                 w.upstream_done = np.zeros(1, dtype=np.int64)
                 w.states = states[s][r]
-                vw = self.modules[s].FC_VW
-                w.fc = flowcache.make(fc_entries if vw else 0, vw)
-                if vw and self.fc_auto:
-                    w.adapt = flowcache.Adapt(w.fc, w.ws, w.nfstat, self.hz)
+                w.flowcache = flowcache.ReplicaCache(fc_entries, self.modules[s].FC_VW, fc_auto, self.ctx.flows,
+                                                     w.ws, w.nfstat, self.hz)
                 w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
                           io.pool_arg(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,
                           w.nfstat, np.uint64(0), np.int64(opts.burst), np.int64(flags), w.upstream_done,
-                          w.fc, *w.states]
+                          w.flowcache.arg, *w.states]
                 self.workers.append(w)
         if plan.workers > len(cores):
             self.oversubscribed = True
@@ -288,8 +286,7 @@ class Runtime:
                     self._park(w)
                 args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
                 rc = w.loop(*args)
-                if w.adapt is not None:
-                    w.adapt.step(rdtsc())
+                w.flowcache.step(rdtsc())
                 if rc == loops.RC_FLUSH:
                     self._flush_capture(w)
                 elif rc == loops.RC_DONE:
@@ -380,7 +377,7 @@ class Runtime:
         except Exception as e:  # noqa: BLE001 - handed to control()'s caller
             errs.append(e)
         finally:
-            flowcache.invalidate(w.fc)     # (a refused change may have done part of its work)
+            w.flowcache.invalidate()       # (a refused change may have done part of its work)
             done.set()
 
     def _places(self, nf_name):

@@ -28,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pynf import shim
-from pynf.compiler.jit import DATAROOM, HEADROOM
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io import pcap
 from pynf.io.dpdk import kernels as dk
 from pynf.io.ring import make_ring_in, make_ring_out
+from pynf.packet.batch import DATAROOM, HEADROOM
 from pynf.slots import PORT_STATS
 
 _EAL = {"args": None, "managed": False}

@@ -9,8 +9,9 @@ import numpy as np
 
 from pynf import shim
 from pynf.compiler.intrinsics import rdtsc
-from pynf.compiler.jit import BURST_MAX, hot
+from pynf.compiler.jit import hot
 from pynf.io.ring import push_all, ring_count, sample_fill, stage
+from pynf.packet.batch import BURST_MAX
 from pynf.packet.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE, R_SLOWPATH_FULL, R_TX_FULL
 from pynf.slots import (
     W_INJ_SENT,

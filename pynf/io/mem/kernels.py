@@ -18,8 +18,9 @@ from collections import namedtuple
 import numpy as np
 
 from pynf.compiler.intrinsics import copy, rdtsc
-from pynf.compiler.jit import DATAROOM, HEADROOM, hot
+from pynf.compiler.jit import hot
 from pynf.io.mem.pool import SLOT, cache_get, cache_put
+from pynf.packet.batch import DATAROOM, HEADROOM
 from pynf.packet.drops import PUNT_BASE, R_NO_SLOWPATH, R_OVERSIZE
 from pynf.slots import W_RX, W_RX_BYTES, W_TX
 

@@ -13,7 +13,8 @@ from collections import namedtuple
 import numpy as np
 
 from pynf import shim
-from pynf.compiler.jit import DATAROOM, HEADROOM, hot
+from pynf.compiler.jit import hot
+from pynf.packet.batch import DATAROOM, HEADROOM
 
 SLOT = HEADROOM + DATAROOM
 CACHE_SIZE = 512
