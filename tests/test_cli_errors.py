@@ -48,7 +48,7 @@ def test_cache_directory_that_cannot_be_made():
 
 
 def test_numba_flags_are_in_the_cache_key():
-    code = "from pynf.compiler.jit import SOURCE_DIGEST; print(SOURCE_DIGEST)"
+    code = "from pynf.compiler.cache import digest; print(digest('pynf/nfs/lb.py'))"
     digests = set()
     for check in ("0", "1"):
         env = dict(os.environ, NUMBA_BOUNDSCHECK=check)

@@ -74,20 +74,19 @@ def execute(a, err):
                      flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings,
                      host=host)
     io = _make_io(a, plan, opts, err)
-    if io.name == "dpdk":
-        # Software RSS where a port cannot spread flows over the replicas'
-        # queues: an NF-less stage on one core receives and hands flows to the
-        # replicas by 5-tuple hash; likewise one gathers for a port with too
-        # few tx queues.
-        rx_why, tx_why = io.queue_check(plan.stages[0].replicas, plan.stages[-1].replicas, opts)
-        if rx_why:
-            plan.stages.insert(0, planmod.StagePlan([], 1))
-            say(err, f"pynf: {rx_why}: a dispatch stage on one core spreads flows over the "
-                     f"{plan.stages[1].replicas} replicas by 5-tuple hash")
-        if tx_why:
-            plan.stages.append(planmod.StagePlan([], 1))
-            say(err, f"pynf: {tx_why}: a stage on one core gathers the "
-                     f"{plan.stages[-2].replicas} replicas' packets for it")
+    # Software RSS where a port cannot spread flows over the replicas'
+    # queues: an NF-less stage on one core receives and hands flows to the
+    # replicas by 5-tuple hash; likewise one gathers for a port with too
+    # few tx queues.
+    rx_why, tx_why = io.queue_check(plan.stages[0].replicas, plan.stages[-1].replicas, opts)
+    if rx_why:
+        plan.stages.insert(0, planmod.StagePlan([], 1))
+        say(err, f"pynf: {rx_why}: a dispatch stage on one core spreads flows over the "
+                 f"{plan.stages[1].replicas} replicas by 5-tuple hash")
+    if tx_why:
+        plan.stages.append(planmod.StagePlan([], 1))
+        say(err, f"pynf: {tx_why}: a stage on one core gathers the "
+                 f"{plan.stages[-2].replicas} replicas' packets for it")
     rt = Runtime(plan, ctx, opts, io=io)
     say(err, f"pynf: {plan.model} {plan.spec}: {plan.workers} worker(s) on cores "
              f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "

@@ -114,7 +114,7 @@ def print_plan(rt, err):
     c.print(t)
     if rt.rings:
         c.print(f"rings: {len(rt.rings)} x {rt.opts.ring_size} entries, single producer / single "
-                f"consumer ({'rte_ring' if rt.io.name == 'dpdk' else 'shim ring'}); full ring: "
+                f"consumer ({rt.io.ring_name}); full ring: "
                 f"{'producer waits' if rt.opts.ring_full == 'wait' else 'drop (ring_full)'}")
 
 

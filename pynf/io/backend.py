@@ -5,20 +5,26 @@ A backend owns the packet buffers and the ports. The runtime opens it with
 the number of first-stage replicas (then `ready`), asks it for one receive source per
 replica, one transmit sink per last-stage replica and the rings between
 stages, hands each worker its cache and capture buffer, and closes it after
-every worker has exited. `kinds` names the compiled rx/tx/ring kernels
-(pynf.compiler.loops) the worker loops are generated with.
+every worker has exited. `loop_parts` are its kernels' calls in the
+worker loops (pynf.compiler.loops), so the runtime names no backend.
 """
 from typing import Protocol
 
 
 class Backend(Protocol):
     name: str                       # "mem" | "dpdk": the report's `io`
-    kinds: dict                     # {"rx": ..., "tx": ..., "ring": ...}: pynf.compiler.loops' RX/TX keys
+    loop_parts: object              # its part of the worker loops (pynf.compiler.loops.LoopParts)
+    slowpath: bool                  # punted packets reach pynf.control.slowpath (else: no_slowpath)
+    ring_name: str                  # what its inter-stage rings are, for the start-up table
     txmap: object                   # int32 array: NF output port k -> index into the tx ports
     tx_ports: list                  # the ports packets leave by
 
     def open(self, nqueues, opts):
         """Create the pool, the ports and nqueues receive queues (opts: pynf.runtime.runtime.Options)."""
+
+    def queue_check(self, nq, ntx, opts):
+        """(rx_why, tx_why): why the ports cannot give nq receiving replicas
+        a queue each (None: they can), and ntx transmitting ones."""
 
     def ready(self):
         """Finish what open() left running (DPDK: the mbuf pool, then the

@@ -156,8 +156,8 @@ class Runtime:
             raise RuntimeFailure("the runtime needs the Numba JIT (unset NUMBA_DISABLE_JIT)")
         plan, opts, io = self.plan, self.opts, self.io
         cores = self.cores()
-        kinds = loops.DPDK_KINDS if io.name == "dpdk" else loops.MEM_KINDS
-        self.modules = []
+        self.modules = []           # per stage: its generated stage module
+        self.loop_modules = []      # ... and its worker loops for this backend
         base = 0
         if opts.flow_cache is None:
             try:
@@ -168,8 +168,8 @@ class Runtime:
         for ss, cs in zip(self.specs, self.configs):
             writes = [sp.written(cfg) for sp, cfg in zip(ss, cs)]
             cached = [fc_entries != 0 and sp.cacheable(cfg) for sp, cfg in zip(ss, cs)]
-            self.modules.append(stagemod.compile_stage(ss, loops.generate(len(ss), kinds), base, writes,
-                                                       cached))
+            self.modules.append(stagemod.compile_stage(ss, base, writes, cached))
+            self.loop_modules.append(loops.compile_loops(self.modules[-1], len(ss), io.loop_parts))
             base += len(ss)
         first_reps = plan.stages[0].replicas
         opts.n_workers = sum(sp.slots for sp in plan.stages)
@@ -185,7 +185,7 @@ class Runtime:
         self.slow = None
         flat = [sp for ss in self.specs for sp in ss]
         host = getattr(self.ctx, "host", None)
-        if io.name == "dpdk" and (host is not None or any(sp.slow for sp in flat)):
+        if io.slowpath and (host is not None or any(sp.slow for sp in flat)):
             from pynf.control.slowpath import SlowPath
             self.slow = SlowPath(io, flat, host)
         # rings between consecutive stages: ring[s][u][d]
@@ -205,8 +205,8 @@ class Runtime:
         for s, sp in enumerate(plan.stages):
             for r in range(sp.slots):
                 flags = (F_FIRST if s == 0 else 0) | (F_HOST if opts.host else 0)
-                rx = io.kinds["rx"] if s == 0 else io.kinds["ring"]
-                tx = io.kinds["tx"] if s == last else io.kinds["ring"]
+                rx = "nic" if s == 0 else "ring"
+                tx = "nic" if s == last else "ring"
                 w = Worker(stage=s, replica=r, core=cores[k % len(cores)], kind=(rx, tx),
                            active=r < sp.replicas)
                 k += 1
@@ -230,7 +230,7 @@ class Runtime:
                 w.states = states[s][r]
                 w.flowcache = flowcache.ReplicaCache(fc_entries, self.modules[s].FC_VW, fc_auto, self.ctx.flows,
                                                      w.ws, w.nfstat, self.hz)
-                w.loop = getattr(self.modules[s], loops.loop_name(rx, tx))
+                w.loop = getattr(self.loop_modules[s], loops.loop_name(rx, tx))
                 b = make_batch(self.io.mem(), BURST_MAX)
                 w.args = [b, make_live(), np.zeros(BURST_MAX, dtype=np.uint64), w.src, w.dst,
                           io.pool_arg(), w.cache, self.io.txmap, w.txstat, w.cap, w.ws, w.drops,

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pynf import shim
+from pynf.compiler.loops import LoopParts
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io import pcap
 from pynf.io.dpdk import kernels as dk
@@ -159,7 +160,19 @@ class DpdkIO:
 
     # -- set-up --
 
-    kinds = {"rx": "dpdk", "tx": "dpdk", "ring": "dring"}
+    slowpath = True             # punted packets go to pynf.control.slowpath
+    ring_name = "rte_ring"
+    # the worker loops' I/O (pynf.compiler.loops): ethdev queues, rte_rings
+    # between stages; the last stage's first replica sends what the slow
+    # path queued
+    loop_parts = LoopParts(
+        imports="from pynf.io.dpdk import kernels as _dk\nfrom pynf.io import ring as _ring",
+        rx={"nic": "_dk.rx(src, pool.base, h, b, burst, drops, ws)",
+            "ring": "_dk.ring_rx(src, pool.base, h, b, burst, ws)"},
+        done={"nic": "src.st[3] != 0", "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)"},
+        tx={"nic": "_dk.tx(b, live, m, n, h, dst, txmap, txstat, drops, ws)",
+            "ring": "_dk.ring_tx(b, live, m, n, h, dst, drops, ws, cache)"},
+        inject={"nic": "_dk.inject(dst, txmap, txstat, drops, ws)"})
 
     def open(self, nq, opts):
         ntx = opts.n_tx_queues

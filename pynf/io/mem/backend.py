@@ -4,6 +4,7 @@ and the rings (pynf.io.ring)."""
 import numpy as np
 
 from pynf import shim
+from pynf.compiler.loops import LoopParts
 from pynf.io.mem.kernels import C_ON, make_capture, make_queue
 from pynf.io.mem.pool import CACHE_SIZE, MemPool, cache_flush, make_cache
 from pynf.io.ring import make_ring_in, make_ring_out
@@ -14,7 +15,18 @@ class MemIO:
     pynf.io.backend.Backend."""
 
     name = "mem"
-    kinds = {"rx": "mem", "tx": "mem", "ring": "ring"}
+    slowpath = False            # punted packets are dropped (no_slowpath)
+    ring_name = "shim ring"
+    # the worker loops' I/O (pynf.compiler.loops): queues of the in-memory
+    # NIC, shim rings between stages
+    loop_parts = LoopParts(
+        imports="from pynf.io.mem import kernels as _mem\nfrom pynf.io import ring as _ring",
+        rx={"nic": "_mem.rx(src, pool, cache, h, b, burst, drops, ws)",
+            "ring": "_ring.rx_mem(src, pool, h, b, burst, ws)"},
+        done={"nic": "src.st[3] != 0", "ring": "upstream_done[0] != 0 and _ring.rings_empty(src)"},
+        tx={"nic": "_mem.tx(b, live, m, n, h, pool, cache, txmap, txstat, cap, drops, ws)",
+            "ring": "_ring.tx_ring(b, live, m, n, h, dst, pool, cache, drops, ws)"},
+        room="_mem.capture_room(cap, burst)")
 
     def __init__(self, feed, tx_ports, budget=None, rate_gbps=None, hz=None, pps=None):
         self.feed = feed
@@ -48,6 +60,9 @@ class MemIO:
 
     def ready(self):
         pass
+
+    def queue_check(self, nq, ntx, opts):
+        return None, None           # every replica has a queue of its own
 
     def pool_size(self, opts):
         workers = getattr(opts, "n_workers", 1)
