@@ -44,7 +44,7 @@ from pynf.packet.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R
 from pynf.slots import NF_DROPS, NF_PUNTED, NF_RX, NF_TX
 
 
-@hot(inline="always")
+@hot
 def settle(b, live, m, q, drops, nfstat, k, base, nreasons, owner):
     """Remove the packets NF k dropped or handed to the slow path from
     live[:m]; count drops by reason; list the handed ones from the end of

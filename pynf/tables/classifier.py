@@ -665,7 +665,7 @@ def _bits_from(n):
     return ~((np.uint64(1) << np.uint64(n)) - np.uint64(1))
 
 
-@hot(inline="always")
+@hot
 def _first_chunked(c, src, dst, sport, dport, proto):
     tab, bm, h = c.tab, c.bm, c.hdr
     w = h[H_WORDS]
