@@ -1,6 +1,6 @@
 """The paper's Fig. 6 alone, with the flow-cache series (issue 11): the RTC
 chain's Mpps by flow count, cache off and on, `pynf bench paper`'s full
-sweep and method (pynf.measure.paper.run_fig6), without the other experiments.
+sweep and method (bench.paper.run_fig6), without the other experiments.
 
     .venv/bin/python -m bench.fig6 [--io dpdk|mem] [--repeats 3] [--out DIR]
 
@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from pynf.measure import paper
+from bench import paper
 
 
 def main(argv=None):

@@ -46,6 +46,7 @@ class Chain:
         configs = [None] * len(self.specs)
         if states is None:
             configs = [s.make_config(self.ctx) for s in self.specs]
+            self.specs = [s.chosen(c) for s, c in zip(self.specs, configs)]
             states = [s.make_state(c) for s, c in zip(self.specs, configs)]
             writes = [s.written(c) for s, c in zip(self.specs, configs)]
         self.states = states

@@ -19,7 +19,7 @@ def rules_file(tmp_path, lines):
 
 
 def verdicts(tmp_path, lines, frames):
-    ctx = RunContext(acl_rules=rules_file(tmp_path, lines))
+    ctx = RunContext(files={"acl_rules": rules_file(tmp_path, lines)})
     return Chain(["acl"], ctx).run(frames)[0]
 
 

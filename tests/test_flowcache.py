@@ -86,7 +86,7 @@ def test_control_change_invalidates(tmp_path):
     frames = [P.udp("10.0.0.1", "10.0.0.2", sport=s) for s in range(1, 9)] * 4
     routes = tmp_path / "r.txt"
     routes.write_text("10.0.0.2 1\n")
-    ctx = RunContext(routes=str(routes))
+    ctx = RunContext(files={"routes": str(routes)})
     ch = Chain(["acl", "l3fwd"], ctx, flow_cache=1024)
     v1, _ = ch.run(frames)
     assert set(v1) == {1}

@@ -41,7 +41,7 @@ def chain(names, tmp):
         svc = os.path.join(tmp, "services.txt")
         with open(svc, "w") as f:
             f.write("10.0.0.2:80 192.168.1.1:80 192.168.1.2:8080\n10.0.0.3:53 192.168.2.1:53\n")
-        ctx = RunContext(backends=svc if "lb_services" in names else None)
+        ctx = RunContext(files={"backends": svc} if "lb_services" in names else {})
         _CHAINS[key] = Chain([n.replace("lb_services", "lb") for n in names], ctx)
     return _CHAINS[key]
 

@@ -106,3 +106,49 @@ def test_nf_manual_pages_match_their_specs(name):
     assert sorted(documented) == sorted(settable)
     for key in spec.live or {}:
         assert key in settable
+
+
+def _code_strings_and_names(path):
+    """The identifiers and string constants of a module, docstrings and
+    comments left out (they may name an NF as an example)."""
+    tree = ast.parse(open(path).read())
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docs.add(id(body[0].value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            yield node.lineno, node.value
+        elif isinstance(node, ast.Name):
+            yield node.lineno, node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.lineno, node.attr
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for name in [getattr(node, "module", None) or ""] + [a.name for a in node.names]:
+                yield node.lineno, name
+
+
+def test_the_framework_names_no_nf():
+    """Outside pynf/nfs/, no code names a library NF, its files or its
+    verbs: what an NF brings, it declares (pynf.nf.File, Verb), and a new NF
+    needs no framework edit."""
+    words = set()
+    for name in available():
+        spec = load(name)
+        words |= {name, *(f.flag for f in spec.files)}
+    pat = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+                     + r")(?![\w-])")
+    found = []
+    for dp, _, fs in os.walk(os.path.join(ROOT, "pynf")):
+        if os.path.relpath(dp, ROOT).split(os.sep)[:2] == ["pynf", "nfs"]:
+            continue
+        for f in fs:
+            if f.endswith(".py"):
+                path = os.path.join(dp, f)
+                for line, text in _code_strings_and_names(path):
+                    m = pat.search(text)
+                    if m:
+                        found.append(f"{os.path.relpath(path, ROOT)}:{line}: {m.group(1)} in {text[:60]!r}")
+    assert not found, "\n".join(found)

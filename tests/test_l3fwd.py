@@ -14,7 +14,7 @@ ROUTES = "# routes\n10.0.0.2 1\n10.0.0.3 2\n10.0.0.3 3\n"
 def chain(tmp_path, **settings):
     p = tmp_path / "routes.txt"
     p.write_text(ROUTES)
-    return Chain(["l3fwd"], RunContext(routes=str(p), settings={"l3fwd": settings} if settings else {}))
+    return Chain(["l3fwd"], RunContext(files={"routes": str(p)}, settings={"l3fwd": settings} if settings else {}))
 
 
 @pytest.mark.parametrize("ttl,want", [(0, "ttl"), (1, "ttl"), (2, 1), (255, 1)])
@@ -52,7 +52,7 @@ def test_bad_route_line(tmp_path, text):
     p = tmp_path / "r.txt"
     p.write_text("10.0.0.5 0\n" + text)
     with pytest.raises(ConfigError) as e:
-        Chain(["l3fwd"], RunContext(routes=str(p)))
+        Chain(["l3fwd"], RunContext(files={"routes": str(p)}))
     assert str(e.value).startswith(f"{p}:2: bad route")
 
 

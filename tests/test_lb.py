@@ -35,7 +35,7 @@ def chain(tmp_path, text=None, **settings):
     if text is not None:
         p = tmp_path / "backends.txt"
         p.write_text(text)
-        ctx.backends = str(p)
+        ctx.files["backends"] = str(p)
     return Chain(["lb"], ctx)
 
 
@@ -515,7 +515,7 @@ def test_flush_keeps_buckets_compact(tmp_path):
     ch.run(fs)
     e = L.ct.entries(st.flows)
     victim = int((e[2, 2] >> L.BE_SHIFT) & L.BE_LIMIT)
-    L._flush_where(st, lambda slot: np.arange(len(slot)) % 8 == 2)    # a hole in the middle
+    L.state._flush_where(st, lambda slot: np.arange(len(slot)) % 8 == 2)    # a hole in the middle
     assert list(e[:8, 1] != 0) == [True] * 5 + [False] * 3
     assert victim >= 0
     c = L.counters(st)["new"]

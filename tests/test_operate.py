@@ -260,8 +260,9 @@ def test_lb_services_added_and_removed_keep_others():
 
 def test_lb_dry_run_leaves_the_state_alone():
     from pynf.nfs import lb
+    from pynf.nfs.lb.control import _shadow
     st = lb.make_state(lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80),)),)))
-    sh = lb._shadow(st)
+    sh = _shadow(st)
     lb.add_service(sh, 0x0A000002, 443, [(0xC0A80201, 443)])
     assert len(lb.services(st)) == 1 and len(lb.services(sh)) == 2
 
@@ -334,31 +335,31 @@ def test_scale_a_stage_while_a_paced_replay_runs(tmp_path, io_kind):
 def test_lb_load_makes_the_services_the_files(tmp_path):
     """`lb load`: a backend the file drops goes, a draining one it lists is
     active again, new backends and services come; the config follows."""
+    from pynf.control.commands import NFControl
+    from pynf.nf import load
     from pynf.nfs import lb
     cfg = lb.LbConfig(services=((0x0A000001, 80, ((0xC0A80101, 80), (0xC0A80102, 80))),))
     st = lb.make_state(cfg)
     lb.drain_backend(st, (0xC0A80102, 80), (0x0A000001, 80))
 
-    class NFCtl:                        # what pynf.control.commands.NFControl offers lb
-        config = cfg
+    class Rt:                           # what pynf.control.commands.NFControl uses of a Runtime
+        specs, configs = [[load("lb")]], [[cfg]]
 
-        def states(self):
+        def states(self, name):
             return [st]
 
-        def control(self, fn):
+        def control(self, name, fn):
             fn(st)
-
-        def set_config(self, c):
-            self.config = c
-    ctl = NFCtl()
+    ctl = NFControl(Rt(), "lb")
+    verb = next(v for v in ctl.spec.verbs if v.words == "lb load")
     f = tmp_path / "services.txt"
     f.write_text("10.0.0.1:80 192.168.1.2:80 192.168.1.3:80\n10.0.0.2:53 192.168.2.1:53\n")
-    change = lb._load(ctl, str(f))
+    change = verb.run(ctl, [str(f)])
     assert len(lb.services(st)) == 1            # checked and built, not applied yet
-    change.apply()
+    ctl.apply(change)
     assert lb.services(st) == [(0x0A000001, 80, [(0xC0A80103, 80, "active"), (0xC0A80102, 80, "active")]),
                                (0x0A000002, 53, [(0xC0A80201, 53, "active")])]
     assert ctl.config.services[1] == (0x0A000002, 53, ((0xC0A80201, 53),))
     f.write_text("192.168.1.2:80\n")            # a paper-mode file for a services-mode lb
     with pytest.raises(UsageError, match="mode"):
-        lb._load(ctl, str(f))
+        verb.run(ctl, [str(f)])

@@ -24,7 +24,7 @@ def chain(tmp_path=None, routes=None, h=None):
     if routes is not None:
         path = tmp_path / "routes.txt"
         path.write_text(routes)
-    return Chain(["l3fwd"], RunContext(routes=str(path) if path else None, host=h), host=h is not None)
+    return Chain(["l3fwd"], RunContext(files={"routes": str(path)} if path else {}, host=h), host=h is not None)
 
 
 def echo(src, dst, ttl=64):
@@ -81,7 +81,7 @@ def test_bad_prefix_route(tmp_path, text):
     p = tmp_path / "r.txt"
     p.write_text("10.0.0.0/8 0\n" + text)
     with pytest.raises(ConfigError) as e:
-        Chain(["l3fwd"], RunContext(routes=str(p)))
+        Chain(["l3fwd"], RunContext(files={"routes": str(p)}))
     assert str(e.value).startswith(f"{p}:2: bad route")
 
 
@@ -110,5 +110,5 @@ def test_route_to_a_port_pynf_does_not_have(tmp_path):
     p = tmp_path / "r.txt"
     p.write_text("10.0.0.0/8 1\n10.9.0.0/16 2\n")
     with pytest.raises(ConfigError) as e:
-        Chain(["l3fwd"], RunContext(routes=str(p), host=host()))
+        Chain(["l3fwd"], RunContext(files={"routes": str(p)}, host=host()))
     assert str(e.value).startswith(f"{p}:2: route") and "no port 2" in str(e.value)

@@ -207,7 +207,7 @@ def test_control_change_between_bursts(tmp_path):
     routes.write_text("".join(f"{format_ipv4(d)} 0\n" for d in fs.dst_ip[1:]))   # flow 0 has none
     plan = parse(rtc="l3fwd", cores=2)
     opts = Options(duration=1.2, cores=[0, 1])
-    rt = Runtime(plan, RunContext(flows=64, routes=str(routes), n_ports=2), opts,
+    rt = Runtime(plan, RunContext(flows=64, files={"routes": str(routes)}, n_ports=2), opts,
                  io=MemIO(feed.builtin(64, 64, 1, 2), opts.tx_ports, hz=tsc_hz()))
     rt.build()
     rt.compile()

@@ -42,12 +42,39 @@ def int_list(text, flag):
     return v
 
 
-def add_run_flags(r):
-    """The flags of `pynf run` on parser r."""
+def nf_files(argv=()):
+    """[(NF name, pynf.nf.File)]: the input files the library's NFs declare,
+    and those of NFs named by path in argv's chain (--rtc x.py:name, ...);
+    an NF that cannot be loaded here is left for the run to report."""
+    from pynf.nf import NFError, available, load
+    names = sorted(available())
+    for k, arg in enumerate(argv):
+        flag, eq, val = arg.partition("=")
+        if flag in ("--rtc", "--pl", "--stages", "--auto"):
+            val = val if eq else (argv[k + 1] if k + 1 < len(argv) else "")
+            names += [t for t in val.replace("|", ",").split(",") if ":" in t or t.endswith(".py")]
+    out, seen = [], {}
+    for name in names:
+        try:
+            spec = load(name)
+        except NFError:
+            continue
+        for f in spec.files:
+            if f.flag in seen:
+                continue            # two NFs that read one file share its flag
+            seen[f.flag] = spec.name
+            out.append((spec.name, f))
+    return out
+
+
+def add_run_flags(r, argv=(), with_files=True):
+    """The flags of `pynf run` on parser r; with_files, the input files the
+    NFs declare (argv: the command line, for NFs named by path)."""
     m = r.add_argument_group("execution model (one of)")
     m.add_argument("--rtc", metavar="CHAIN", help="run-to-completion: all NFs fused in one stage")
     m.add_argument("--pl", metavar="CHAIN", help="pipeline: one stage per NF, joined by rings")
-    m.add_argument("--stages", metavar="SPEC", help='hybrid: "a|b,c" (| separates stages, , fuses)')
+    m.add_argument("--stages", metavar="SPEC", help='hybrid: "a|b,c" (| separates stages, , fuses; "|a,b": '
+                   'a dispatch stage first)')
     m.add_argument("--auto", metavar="CHAIN", help="measure, then run the placement `pynf plan` ranks "
                                                    "first on --cores N (pynf.measure.placement)")
     r.add_argument("--replicas", metavar="N,N", help="replicas per stage (with --stages)")
@@ -75,9 +102,6 @@ def add_run_flags(r):
     r.add_argument("--rx-ports", default="0", metavar="P,P", help="ports polled (0)")
     r.add_argument("--tx-ports", metavar="P,P",
                    help="NF port k -> tx port list[k %% len] (mem: 0,1; dpdk: the non-rx ports)")
-    r.add_argument("--acl-rules", metavar="FILE", help="ClassBench rules for acl")
-    r.add_argument("--routes", metavar="FILE", help="'<ipv4> <port>' lines for l3fwd")
-    r.add_argument("--backends", metavar="FILE", help="'ip:port' lines for lb")
     r.add_argument("--set", action="append", default=[], metavar="NF.KEY=VALUE", help="an NF setting")
     r.add_argument("--io", choices=("dpdk", "mem"), help="I/O: dpdk where available, else mem")
     r.add_argument("--burst", type=int, default=32, metavar="N", help="burst size (32)")
@@ -97,12 +121,23 @@ def add_run_flags(r):
     r.add_argument("--metrics", metavar="[ADDR:]PORT",
                    help="serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR 127.0.0.1)")
     r.add_argument("eal", nargs="*", help=argparse.SUPPRESS)
+    g = r.add_argument_group("NF input files (each declared by its NF: pynf.nf.File)")
+    for _, f in nf_files(argv) if with_files else ():
+        g.add_argument(f.flag, dest=FILE_DEST + f.key, metavar="FILE", help=f.help)
 
 
-def run_parser():
+FILE_DEST = "file_"     # argparse dest prefix of the NFs' file flags
+
+
+def files(a):
+    """{File.key: path} of the NF input files given (for RunContext.files)."""
+    return {k[len(FILE_DEST):]: v for k, v in vars(a).items() if k.startswith(FILE_DEST) and v is not None}
+
+
+def run_parser(argv=()):
     """A parser of `pynf run`'s flags alone (for pynf.cli.launch.invoke)."""
     p = Parser(prog="pynf run")
-    add_run_flags(p)
+    add_run_flags(p, argv)
     return p
 
 
@@ -138,10 +173,10 @@ def check(a):
             raise UsageError(f"--pcap-out {a.pcap_out}: no directory {d}")
         if not os.access(d, os.W_OK):
             raise UsageError(f"--pcap-out {a.pcap_out}: cannot write in {d}")
-    for flag in ("acl_rules", "routes", "backends", "pcap_in"):
-        path = getattr(a, flag)
+    given = {"--pcap-in": a.pcap_in, **{"--" + k.replace("_", "-"): v for k, v in files(a).items()}}
+    for flag, path in given.items():
         if path is not None and not os.path.isfile(path):
-            raise UsageError(f"{path}: no such file (--{flag.replace('_', '-')})")
+            raise UsageError(f"{path}: no such file ({flag})")
     settings = {}
     for s in a.set:
         key, eq, val = s.partition("=")

@@ -42,7 +42,7 @@ def execute(a, err):
     if a.scale_max:
         if len(plan.stages) < 2:
             raise UsageError("--scale-max: stage 0 reads the NIC and cannot be scaled; give a stage "
-                             "in front (--stages \"nop|...\")")
+                             "in front (a dispatch stage: --stages \"|CHAIN\")")
         for sp in plan.stages[1:]:
             if sp.replicas > a.scale_max:
                 raise UsageError(f"--scale-max {a.scale_max}: a stage already has {sp.replicas} replicas")
@@ -70,7 +70,7 @@ def execute(a, err):
         if why:
             say(err, f"pynf: note: {why}; --counters reports none")
             opts.counters = False
-    ctx = RunContext(acl_rules=a.acl_rules, routes=a.routes, backends=a.backends,
+    ctx = RunContext(files=flags.files(a),
                      flows=a.flows, seed=a.seed, n_ports=len(tx_ports), settings=settings,
                      host=host)
     io = _make_io(a, plan, opts, err)
@@ -196,7 +196,7 @@ def invoke(args, err=None):
         args += ["--control", "off"]
     e = io.StringIO()
     try:
-        a = flags.run_parser().parse_args(args)
+        a = flags.run_parser(args).parse_args(args)
         if a.eal:
             raise UsageError(f"unexpected argument {a.eal[0]!r} (EAL arguments go after --)")
         a.eal, a.quiet = eal, True

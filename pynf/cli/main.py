@@ -13,16 +13,17 @@ from pynf.errors import ConfigError, RuntimeFailure, UsageError
 from pynf.nf import NFError
 
 
-def build_parser():
+def build_parser(argv=()):
     p = flags.Parser(prog="pynf", description="Network functions in Python, compiled by Numba.")
     sub = p.add_subparsers(dest="cmd", parser_class=flags.Parser)
     r = sub.add_parser("run", help="run a chain of NFs")
-    flags.add_run_flags(r)
+    # the NFs' file flags (loading the NFs) only where the command is run
+    flags.add_run_flags(r, argv, with_files=argv[:1] == ["run"])
     c = sub.add_parser("ctl", help="control a running pynf (see `pynf ctl help`)")
     c.add_argument("--socket", metavar="PATH", help="its control socket (default: pynf.sock in the "
                                                     "runtime directory)")
     c.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND",
-                   help="stats [--json] | route ... | acl ... | lb ... | set NF.KEY=VALUE | reload")
+                   help="a command (`pynf ctl help` lists them)")
     sub.add_parser("list", help="list the NFs in the library (pynf/nfs/)")
     pr = sub.add_parser("profile", help="per-NF cycles under RTC and PL, and the ring-hop cost")
     pr.add_argument("chain", metavar="CHAIN")
@@ -105,7 +106,9 @@ def cmd_ctl(a, out, err):
     if words[:1] == ["--"]:
         words = words[1:]
     if not words or words == ["help"]:
-        out.write(CTL_HELP)
+        # the running chain's own list; without one, the library's NFs'
+        rc, text, _ = ask(a.socket or default_path(), ["help"])
+        out.write(text if rc == 0 else _library_help())
         return 0 if words else 2
     # a file is read by the running pynf: name it from here
     words = [os.path.abspath(w) if k and words[k - 1] == "load" else w for k, w in enumerate(words)]
@@ -116,18 +119,24 @@ def cmd_ctl(a, out, err):
     return rc
 
 
-CTL_HELP = """pynf ctl [--socket PATH] COMMAND
-  stats [--json]                       the report, live, with the last second's rates
-  route add PREFIX PORT [NEXTHOP]      l3fwd: a.b.c.d (exact) or a.b.c.d/len (router mode)
-  route del PREFIX | route list | route load FILE
-  acl load FILE | acl list             acl: swap the whole rule set in between bursts
-  lb service add VIP:PORT BACKEND:PORT...   | lb service del VIP:PORT | lb services
-  lb backend add|del|drain VIP:PORT BACKEND:PORT   (VIP:PORT '*': paper mode)
-  lb flows [--limit N] | lb flush [VIP:PORT] | lb load FILE
-  set NF.KEY=VALUE                     a setting that may change while running
-  reload                               re-read the files given at start (as SIGHUP)
-  scale STAGE REPLICAS                 change a stage's replicas (room: run --scale-max N)
-"""
+def _library_help():
+    from pynf.control.commands import help_text
+    from pynf.nf import available, load
+    verbs = [(name, v) for name in sorted(available()) for v in load(name).verbs]
+    return help_text(verbs) + "(no pynf is running here: these are the library NFs' commands)\n"
+
+
+def _bench(a):
+    """bench/paper.py of the source checkout pynf runs from: the paper's
+    experiments are benchmarks, not framework, and are not installed."""
+    import importlib
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.isfile(os.path.join(root, "bench", "paper.py")):
+        raise UsageError(f"pynf bench {a.what} runs from a source checkout (its bench/ folder); "
+                         f"this pynf is installed in {root}")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"bench.{a.what}")
 
 
 def cmd_list(out):
@@ -148,7 +157,7 @@ def main(argv=None, out=None, err=None):
         k = argv.index("--")
         argv, eal = argv[:k], argv[k + 1:]
     try:
-        a = build_parser().parse_args(argv)
+        a = build_parser(argv).parse_args(argv)
         if a.cmd is None:
             raise UsageError("want a command: run, list (see pynf --help)")
         if a.cmd == "list":
@@ -166,8 +175,7 @@ def main(argv=None, out=None, err=None):
         if a.cmd == "plan":
             return cmd_plan(a, out, err)
         if a.cmd == "bench":
-            from pynf.measure.paper import run_paper
-            return run_paper(a, out, err)
+            return _bench(a).run_paper(a, out, err)
         if a.eal:
             raise UsageError(f"unexpected argument {a.eal[0]!r} (EAL arguments go after --)")
         a.eal = eal

@@ -205,7 +205,8 @@ def generate(specs, nf_base=0, writes=None, cached=None):
         raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
     per_nf = writes if writes is not None else [s.writes for s in specs]
-    imports = "\n".join(f"nf{j} = kernel({s.name!r})" for j, s in enumerate(specs))
+    # each NF's first form: the one it runs here (NFSpec.chosen)
+    imports = "\n".join(f"nf{j} = kernel({s.name!r}, {s.forms[0].name!r})" for j, s in enumerate(specs))
     kws = [dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
            for j, c in enumerate(codes)]
     plain = "".join(_call(s, **kw) for s, kw in zip(specs, kws))

@@ -1,11 +1,11 @@
 """`pynf ctl` commands: what the control socket runs against a live Runtime.
 
 A command is a list of words (`route add 10.0.0.0/8 1`). The framework's
-own are here: stats, set, reload and scale; the rest belong to the NF that
-declares the noun (`@nf(ctl={"route": handler})`, e.g. nfs/l3fwd.py): the
-handler gets an NFControl and the words after the noun, and returns text
-(a query) or a Change: the checked, prepared change and what to say once it
-is applied.
+own are here: help, stats, set, reload and scale; the rest are the verbs
+the chain's NFs declare (pynf.nf.declare.Verb, e.g. pynf/nfs/l3fwd.py's
+"route add"): the longest verb whose words begin the command runs, with
+the words after it, checked against its usage. It gets an NFControl and
+returns text (a query) or a Change.
 
 Every change follows one rule: check and build everything first, off the
 fast path (parse the file, compile the rule set, size the tables), and only
@@ -18,17 +18,15 @@ table) fails alike in each and leaves each as it was. One command runs at a
 time (a lock), so two operators cannot interleave halves of two changes.
 """
 import json
+import textwrap
 import threading
-from dataclasses import dataclass
 
 from pynf.errors import UsageError
-
-# the files a run may be given, and the command that reloads each (SIGHUP, `reload`)
-RELOADS = (("acl_rules", ("acl", "load")), ("routes", ("route", "load")), ("backends", ("lb", "load")))
+from pynf.nf.declare import FRAMEWORK, Change
 
 
 class NFControl:
-    """What an NF's ctl handler may do to its NF in a running chain."""
+    """What an NF's verbs may do to their NF in a running chain."""
 
     def __init__(self, rt, name):
         self.rt, self.name = rt, name
@@ -40,41 +38,58 @@ class NFControl:
 
     @property
     def config(self):
+        """The NF's configuration in force."""
         for ss, cs in zip(self.rt.specs, self.rt.configs):
             for sp, cfg in zip(ss, cs):
                 if sp.name == self.name:
                     return cfg
         return None
 
-    def set_config(self, cfg):
-        """Record the configuration now in force (what `list`, `set` and reload read)."""
-        for ss, cs in zip(self.rt.specs, self.rt.configs):
-            for j, sp in enumerate(ss):
-                if sp.name == self.name:
-                    cs[j] = cfg
-
     def states(self):
+        """The replicas' states (read them; change them only through a Change)."""
         return self.rt.states(self.name)
 
-    def control(self, fn):
+    def read(self, fn):
+        """fn(state) in every replica, between bursts (a consistent read)."""
         self.rt.control(self.name, fn)
 
-    def replace(self, make):
-        self.rt.replace_state(self.name, make)
-
-
-@dataclass
-class Change:
-    """A prepared change: apply() hands it to the workers; text says what it did."""
-    apply: object
-    text: str
+    def apply(self, change):
+        """Hand a Change to every replica, between bursts; returns its text."""
+        if change.new is not None:
+            self.rt.replace_state(self.name, change.new)
+        if change.each is not None:
+            self.rt.control(self.name, change.each)
+        if change.config is not None:
+            for ss, cs in zip(self.rt.specs, self.rt.configs):
+                for j, sp in enumerate(ss):
+                    if sp.name == self.name:
+                        cs[j] = change.config
+        return change.text
 
 
 def words(args, lo, hi, usage):
-    """args if lo <= len(args) <= hi, else UsageError naming the usage."""
-    if not lo <= len(args) <= hi:
+    """args if lo <= len(args) <= hi (hi None: no limit), else UsageError naming the usage."""
+    if len(args) < lo or (hi is not None and len(args) > hi):
         raise UsageError(f"usage: {usage}")
     return args
+
+
+def help_text(verbs, width=30, columns=80):
+    """`pynf ctl help`: the framework's commands, then (nf, Verb) pairs, in
+    `columns` (a usage too long for its column gets a line of its own)."""
+    rows = [(f"{w} {a}".strip(), h) for w, a, h in FRAMEWORK]
+    rows += [(v.usage, f"{name}: {v.help}") for name, v in verbs]
+    out = ["pynf ctl [--socket PATH] COMMAND"]
+    for usage, h in rows:
+        lines = textwrap.wrap(h, columns - width - 3, break_on_hyphens=False) or [""]
+        if len(usage) > width:
+            out.append(f"  {usage}")
+            lines = [""] + lines[:]
+            out += [f"  {'':<{width}s} {t}" for t in lines[1:]]
+            continue
+        out.append(f"  {usage:<{width}s} {lines[0]}")
+        out += [f"  {'':<{width}s} {t}" for t in lines[1:]]
+    return "\n".join(out) + "\n"
 
 
 class Commands:
@@ -84,11 +99,11 @@ class Commands:
         self.rt = rt
         self.rates = rates
         self.lock = threading.Lock()
-        self.nouns = {}
+        self.verbs = {}             # words tuple -> (nf name, Verb)
         for ss in rt.specs:
             for sp in ss:
-                for noun, fn in (sp.ctl or {}).items():
-                    self.nouns[noun] = (sp.name, fn)
+                for v in sp.verbs:
+                    self.verbs[tuple(v.words.split())] = (sp.name, v)
 
     def run(self, argv):
         """Run one command; returns its text (stats --json: JSON)."""
@@ -96,6 +111,9 @@ class Commands:
             raise UsageError("want a command: " + ", ".join(self.names()))
         noun, rest = argv[0], list(argv[1:])
         with self.lock:
+            if noun == "help":
+                words(rest, 0, 0, "help")
+                return help_text([self.verbs[k] for k in sorted(self.verbs)])
             if noun == "stats":
                 return self.stats(rest)
             if noun == "set":
@@ -105,17 +123,33 @@ class Commands:
                 return self.reload()
             if noun == "scale":
                 return self.scale(rest)
-            if noun in self.nouns:
-                name, fn = self.nouns[noun]
-                res = fn(NFControl(self.rt, name), rest)
-                if isinstance(res, Change):
-                    res.apply()
-                    return res.text
-                return res
+            verb = self._verb(argv)
+            if verb is not None:
+                (name, v), args = verb
+                return self._run_verb(name, v, args)
         raise UsageError(f"unknown command {noun!r} (commands: {', '.join(self.names())})")
 
+    def _verb(self, argv):
+        """((nf, Verb), the words after it) of the longest verb that begins
+        argv; None if none does. A known noun with no matching verb is a
+        UsageError listing that noun's verbs."""
+        for k in range(len(argv), 0, -1):
+            if tuple(argv[:k]) in self.verbs:
+                return self.verbs[tuple(argv[:k])], list(argv[k:])
+        same = [v.usage for key, (_, v) in sorted(self.verbs.items()) if key[0] == argv[0]]
+        if same:
+            raise UsageError("usage: " + " | ".join(same))
+        return None
+
+    def _run_verb(self, name, v, args):
+        lo, hi = v.arity()
+        words(args, lo, hi, v.usage)
+        ctl = NFControl(self.rt, name)
+        res = v.run(ctl, args)
+        return ctl.apply(res) if isinstance(res, Change) else res
+
     def names(self):
-        return ["stats", "set", "reload", "scale", *sorted(self.nouns)]
+        return [w for w, _, _ in FRAMEWORK] + sorted({k[0] for k in self.verbs})
 
     def stats(self, args):
         from pynf.runtime.report import report
@@ -156,27 +190,27 @@ class Commands:
             raise UsageError(f"set {name}.{k}: not a setting that changes while running "
                              f"({name}'s live settings: {which})")
         new = apply_settings(name, ctl.config, {k: text})
-        ctl.control(lambda st: live[k](st, new))
-        ctl.set_config(new)
-        return f"{name}.{k} = {getattr(new, k)!r}\n"
+        return ctl.apply(Change(f"{name}.{k} = {getattr(new, k)!r}\n", each=lambda st: live[k](st, new),
+                                config=new))
 
     def reload(self):
-        """Re-read the files given at start (as each NF's `load`); every file is
-        checked before any is applied, and one that fails changes nothing."""
+        """Re-read the files given at start (each through the verb its NF
+        declares for it); every file is checked before any is applied, and
+        one that fails changes nothing."""
         todo = []
-        for field, cmd in RELOADS:
-            path = getattr(self.rt.ctx, field, None)
-            if path and cmd[0] in self.nouns:
-                todo.append((path, cmd))
+        for ss in self.rt.specs:
+            for sp in ss:
+                for f in sp.files:
+                    path = self.rt.ctx.file(f.key)
+                    if path and f.reload:
+                        todo.append((sp.name, next(v for v in sp.verbs if v.words == f.reload), path))
         if not todo:
-            return "nothing to reload (no rules, routes or backends file was given)\n"
-        changes = []
-        for path, (noun, verb) in todo:        # check every file first
-            name, fn = self.nouns[noun]
-            changes.append(fn(NFControl(self.rt, name), [verb, path]))
-        for c in changes:
-            c.apply()
-        return "".join(c.text for c in changes)
+            return "nothing to reload (no NF was given a file it reloads)\n"
+        prepared = []
+        for name, v, path in todo:        # check every file first
+            ctl = NFControl(self.rt, name)
+            prepared.append((ctl, v.run(ctl, [path])))
+        return "".join(ctl.apply(c) for ctl, c in prepared)
 
     def _nf(self, name):
         for ss in self.rt.specs:

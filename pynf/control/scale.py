@@ -77,7 +77,7 @@ def scale(rt, stage, replicas, timeout=5.0):
         raise UsageError(f"scale: no stage {stage} (stages 0..{n - 1})")
     if stage == 0:
         raise UsageError("scale: stage 0 reads the NIC's queues; put a stage in front "
-                         "(e.g. --stages \"nop|...\") and scale the one behind it")
+                         "(a dispatch stage: --stages \"|CHAIN\") and scale the one behind it")
     mine = sorted((w for w in rt.workers if w.stage == stage), key=lambda w: w.replica)
     if not 1 <= replicas <= len(mine):
         raise UsageError(f"scale: stage {stage} has room for 1..{len(mine)} replicas "

@@ -1,10 +1,13 @@
 """The NF API: what an NF author imports.
 
     from pynf.nf import DROP, drop, nf, slowpath
+    from pynf.nf import File, Verb, Change     # files it reads, `pynf ctl` verbs
 
-pynf.nf.spec holds the decorator and the registry; pynf.nf.context what a
+pynf.nf.spec holds the decorator and the registry; pynf.nf.declare the
+files and control verbs an NF declares; pynf.nf.context what a
 configuration may depend on; pynf.nf.access bounds-checked byte access.
 """
+from pynf.nf.declare import Change, File, Verb
 from pynf.nf.spec import (
     DROP,
     MAX_PORT,
@@ -24,5 +27,6 @@ from pynf.nf.spec import (
     slowpath,
 )
 
-__all__ = ["DROP", "MAX_PORT", "SLOWPATH", "WRITABLE", "NFError", "NFSpec", "apply_settings", "available",
-           "cache_hook", "drop", "fields_used", "kernel", "load", "nf", "registered", "slowpath"]
+__all__ = ["DROP", "MAX_PORT", "SLOWPATH", "WRITABLE", "Change", "File", "NFError", "NFSpec", "Verb",
+           "apply_settings", "available", "cache_hook", "drop", "fields_used", "kernel", "load", "nf",
+           "registered", "slowpath"]

@@ -7,14 +7,17 @@ from pynf.traffic.flows import make_flows
 
 @dataclass
 class RunContext:
-    acl_rules: str = None       # --acl-rules FILE
-    routes: str = None          # --routes FILE
-    backends: str = None        # --backends FILE
+    files: dict = field(default_factory=dict)      # the NFs' input files: File.key -> path (pynf.nf.declare)
     flows: int = 1024           # --flows: built-in traffic's flow count
     seed: int = 1
     n_ports: int = 2            # NF output ports in use (len of --tx-ports)
     settings: dict = field(default_factory=dict)   # --set NF.KEY=VALUE, by NF name
     host: object = None         # --iface ports and addresses (pynf.control.host.Host), or None
+
+    def file(self, key):
+        """The path given for the input file `key` (a File's key: "routes"
+        for --routes), or None."""
+        return self.files.get(key)
 
     @cached_property
     def flow_set(self):

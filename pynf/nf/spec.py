@@ -33,6 +33,7 @@ import importlib.util
 import inspect
 import math
 import os
+import pkgutil
 import re
 import sys
 import textwrap
@@ -163,34 +164,80 @@ class NFError(Exception):
 
 
 @dataclass
-class NFSpec:
+class Form:
+    """One compiled form of an NF: its packet function and what it touches.
+    An NF has a default form and may add others for configurations that
+    need other code (`@spec.form(name, when=...)`), so that a stage runs
+    and compiles only the code of the configuration in use."""
     name: str
     kernel: object              # the Numba dispatcher (a plain function without the JIT)
     py_func: object             # the undecorated Python function
+    per_packet: bool            # fn(pkts, i, state) on each live packet; else fn(pkts, live, n, state)
+    reads: frozenset
+    writes: frozenset
+    when: object = None         # config -> bool: this form serves it (None: the default form)
+    line: int = 0
+
+
+@dataclass
+class NFSpec:
+    name: str
+    forms: list                 # [Form]: the default first
     drops: tuple = ()
     config: type = None         # frozen dataclass with from_context(ctx), or None
     state: object = None        # config -> tuple of arrays, or None
     source: str = ""            # file the NF is defined in
     line: int = 0
     doc: str = ""
-    reads: frozenset = frozenset()
-    writes: frozenset = frozenset()
     slow: object = None         # slow-path handler (sp, frame, code), or None
-    writes_for: object = None   # config -> the fields written under it (None: all of `writes`)
-    ctl: dict = None            # `pynf ctl` nouns -> handler(nfctl, words) (pynf.control.commands)
+    writes_for: object = None   # config -> the fields written under it (None: all of the form's writes)
+    files: tuple = ()           # pynf.nf.declare.File: the input files it reads
+    verbs: tuple = ()           # pynf.nf.declare.Verb: its `pynf ctl` commands
     live: dict = None           # settings that may change while running -> apply(state, config)
     stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
     migrate: object = None      # (from state, to state, bucket mask) -> entries moved (scaling)
-    per_packet: bool = False    # fn(pkts, i, state) on each live packet; the stage writes the loop
     cache: object = None        # pynf.flowcache.Cacheable, or None: never served from the flow cache
+
+    # the default form's parts (what a single-form NF is)
+    kernel = property(lambda self: self.forms[0].kernel)
+    py_func = property(lambda self: self.forms[0].py_func)
+    per_packet = property(lambda self: self.forms[0].per_packet)
+    reads = property(lambda self: frozenset().union(*(f.reads for f in self.forms)))
+    writes = property(lambda self: frozenset().union(*(f.writes for f in self.forms)))
+
+    def form(self, name, when):
+        """Decorator: another form of this NF, for the configurations `when`
+        (config -> bool) accepts; the first form that accepts serves."""
+        if not _NAME.match(name) or any(f.name == name for f in self.forms):
+            raise NFError(f"NF {self.name}: form name {name!r} must be snake_case and new")
+
+        def wrap(fn):
+            f = _form(self.name, name, fn, when)
+            self.forms.append(f)
+            return f
+        return wrap
+
+    def form_for(self, config):
+        """The form that runs under `config`."""
+        for f in self.forms[1:]:
+            if config is not None and f.when(config):
+                return f
+        return self.forms[0]
+
+    def chosen(self, config):
+        """This NF as it runs under `config`: its one form there (what a
+        stage compiles and calls); everything else as declared."""
+        f = self.form_for(config)
+        return self if len(self.forms) == 1 else dataclasses.replace(self, forms=[f])
 
     def written(self, config):
         """The header fields this NF may write under `config`: what its
-        `writes=` declares for it, never more than the source analysis found."""
+        form's source analysis found (narrowed by `writes=`, where given)."""
+        w = self.form_for(config).writes
         if self.writes_for is None or config is None:
-            return self.writes
-        w = self.writes_for(config)
-        return self.writes if w is None else self.writes & frozenset(w)
+            return w
+        narrowed = self.writes_for(config)
+        return w if narrowed is None else w & frozenset(narrowed)
 
     def cacheable(self, config):
         """May the flow cache stand in for this NF under `config`?"""
@@ -212,23 +259,43 @@ class NFSpec:
         return self.state(config) if self.config is not None else self.state()
 
 
+def _form(nf_name, name, fn, when, per_packet=None):
+    """A Form of function fn: its signature says burst or per packet."""
+    params = list(inspect.signature(fn).parameters)
+    if per_packet is not None and len(params) != (3 if per_packet else 4):
+        want = "pkts, i, state" if per_packet else "pkts, live, n, state"
+        raise NFError(f"NF {nf_name}: the function must take ({want}), not ({', '.join(params)})")
+    if len(params) not in (3, 4):
+        raise NFError(f"NF {nf_name}: the function must take (pkts, live, n, state) for a burst, "
+                      f"or (pkts, i, state) per packet; not ({', '.join(params)})")
+    per_packet = len(params) == 3
+    reads, wrote = fields_used(fn)
+    kern = hot(inline="always")(fn) if per_packet else hot(fn)
+    line = inspect.getsourcelines(fn)[1] if inspect.getsourcefile(fn) else 0
+    return Form(name, kern, fn, per_packet, frozenset(reads), frozenset(wrote), when, line)
+
+
 _REGISTRY = {}
 
 
-def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None, live=None,
-       stats=None, migrate=None, per_packet=False, cache=None):
-    """Register the decorated burst function as NF `name` (the CLI token).
+def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=(), verbs=(), live=None,
+       stats=None, migrate=None, cache=None, per_packet=None):
+    """Register the decorated function as NF `name` (the CLI token).
 
-    writes: a function config -> the header fields the NF writes under that
-    configuration (None: every field the source analysis found), for an NF
-    with modes that write different fields, so that a stage writes back only
-    what the mode in use can change.
+    The function is fn(pkts, live, n, state) over a burst (live[:n] lists
+    the packets no earlier NF dropped), or fn(pkts, i, state) for each live
+    packet i (the stage writes the loop over the burst and inlines it:
+    simpler for NFs that treat each packet alone; one that prefetches
+    across a burst, as lb and l3fwd do, takes the burst). per_packet=True
+    or False, where given, says which, and is checked.
 
-    slow: a Python function (sp, frame, code) that receives the packets the
-    NF hands over with `slowpath(code)`; see pynf.control.slowpath.
+    drops: its drop reasons, in drop(k) order. config: a frozen dataclass
+    (its from_context(ctx) builds it from the run; --set overrides fields);
+    state: config -> the tuple of arrays passed as `state`.
 
-    ctl: {noun: handler(nfctl, words) -> text}: the NF's `pynf ctl NOUN ...`
-    commands (pynf.control.commands has the NFControl they get).
+    files, verbs: the input files it reads and the `pynf ctl` commands it
+    answers (pynf.nf.declare: File, Verb, Change); the framework makes the
+    flags, the commands, their help and reload from them.
     live: {setting: apply(state, new_config)}: the settings `pynf ctl set`
     may change while the NF runs; apply makes a replica's state follow.
     stats: [the states of all replicas] -> {name: number}, read live on the
@@ -236,10 +303,8 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     the report's nfs.<nf>.state, `pynf ctl stats` and /metrics
     (pynf_<nf>_<name>).
 
-    per_packet: the function is fn(pkts, i, state), called for each live
-    packet i (the stage writes the loop over the burst and inlines it):
-    simpler for NFs that treat each packet alone; an NF that prefetches
-    across a burst (lb, l3fwd) keeps the burst form.
+    slow: a Python function (sp, frame, code) that receives the packets the
+    NF hands over with `slowpath(code)`; see pynf.control.slowpath.
 
     cache: a pynf.flowcache.Cacheable: what the NF does to a packet depends
     only on its flow key and the NF's state (changed only by `pynf ctl`),
@@ -250,29 +315,30 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     keeps state per flow moves the entries of the flows whose steering
     bucket (hash5 of the packet's 5-tuple & (BUCKETS - 1), pynf.io.ring)
     is set in the bool array `moving`, when `pynf ctl scale` moves those
-    buckets from one replica to another (both paused, between bursts)."""
+    buckets from one replica to another (both paused, between bursts).
+
+    writes: config -> the header fields the NF writes under it (None: what
+    the source analysis found): for one function whose modes write
+    different fields; an NF with a form per mode needs none.
+
+    Forms: `@spec.form("router", when=lambda cfg: cfg.router)` on another
+    function gives the NF other code for the configurations `when` accepts
+    (each compiled only where used; l3fwd's exact-match and router forms)."""
     if not _NAME.match(name):
         raise NFError(f"NF name {name!r} must be snake_case")
     for r in drops:
         if not _NAME.match(r):
             raise NFError(f"NF {name}: drop reason {r!r} must be snake_case")
+    _check_declared(name, files, verbs)
 
     def wrap(fn):
-        params = list(inspect.signature(fn).parameters)
-        want = ("pkts, i, state", 3) if per_packet else ("pkts, live, n, state", 4)
-        if len(params) != want[1]:
-            raise NFError(f"NF {name}: the function must take ({want[0]}), "
-                          f"not ({', '.join(params)})")
         src = inspect.getsourcefile(fn) or ""
-        line = inspect.getsourcelines(fn)[1] if src else 0
-        reads, wrote = fields_used(fn)
-        kern = hot(inline="always")(fn) if per_packet else hot(fn)
-        spec = NFSpec(name=name, kernel=kern, py_func=fn, drops=tuple(drops), per_packet=per_packet,
+        form = _form(name, "default", fn, None, per_packet)
+        spec = NFSpec(name=name, forms=[form], drops=tuple(drops),
                       config=config, state=state, slow=slow, writes_for=writes,
-                      ctl=dict(ctl or {}), live=dict(live or {}), stats=stats, migrate=migrate, cache=cache,
-                      source=src, line=line,
-                      doc=inspect.getdoc(sys.modules.get(fn.__module__)) or "",
-                      reads=frozenset(reads), writes=frozenset(wrote))
+                      files=tuple(files), verbs=tuple(verbs), live=dict(live or {}), stats=stats,
+                      migrate=migrate, cache=cache, source=src, line=form.line,
+                      doc=inspect.cleandoc(sys._getframe(1).f_globals.get("__doc__") or ""))
         prev = _REGISTRY.get(name)
         if prev is not None and os.path.realpath(prev.source) != os.path.realpath(src):
             raise NFError(f"NF {name!r} is defined twice: {prev.source} and {src}")
@@ -281,13 +347,29 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, ctl=None
     return wrap
 
 
+def _check_declared(name, files, verbs):
+    from pynf.nf.declare import FRAMEWORK, File, Verb
+    said = set()
+    for v in verbs:
+        if not isinstance(v, Verb) or not v.words.split() or not callable(v.run):
+            raise NFError(f"NF {name}: verbs= wants pynf.nf.Verb(words, args, help, run), not {v!r}")
+        if v.words in said or v.words.split()[0] in [w for w, _, _ in FRAMEWORK]:
+            raise NFError(f"NF {name}: verb {v.words!r} is declared twice or is one of pynf ctl's own")
+        said.add(v.words)
+    for f in files:
+        if not isinstance(f, File) or not re.fullmatch(r"--[a-z][a-z0-9-]*", f.flag):
+            raise NFError(f"NF {name}: files= wants pynf.nf.File('--flag', help, reload), not {f!r}")
+        if f.reload is not None and f.reload not in said:
+            raise NFError(f"NF {name}: file {f.flag} reloads through {f.reload!r}, which is not one of its verbs")
+
+
 def registered():
     return dict(_REGISTRY)
 
 
-def kernel(name):
-    """The compiled function of a registered NF (used by generated stages)."""
-    return _REGISTRY[name].kernel
+def kernel(name, form="default"):
+    """The compiled function of a registered NF's form (used by generated stages)."""
+    return next(f.kernel for f in _REGISTRY[name].forms if f.name == form)
 
 
 def cache_hook(name, hook):
@@ -340,5 +422,4 @@ def load(token):
 def available():
     """Names of the NFs in the library (pynf/nfs/)."""
     from pynf import nfs
-    d = os.path.dirname(nfs.__file__)
-    return [f[:-3] for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_")]
+    return [m.name for m in pkgutil.iter_modules(nfs.__path__) if not m.name.startswith("_")]

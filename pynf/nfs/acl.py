@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pynf.compiler.jit import hot
-from pynf.errors import UsageError
 from pynf.flowcache import Cacheable
-from pynf.nf import DROP, nf
+from pynf.nf import DROP, Change, File, Verb, nf
 from pynf.tables import classifier as classify
 
 
@@ -46,8 +45,8 @@ class AclConfig:
 
     @classmethod
     def from_context(cls, ctx):
-        if ctx.acl_rules:
-            return cls(classify.parse_rules(ctx.acl_rules))
+        if ctx.file("acl_rules"):
+            return cls(classify.parse_rules(ctx.file("acl_rules")))
         return cls(classify.RuleSet.of(classify.parse_rule(t) for t in default_rules(ctx.seed)))
 
 
@@ -72,28 +71,26 @@ def make_state(cfg):
     return AclState(c, np.zeros(len(cfg.rules) + 1, dtype=np.int64))
 
 
-def ctl_acl(nfctl, args):
-    """`pynf ctl acl load FILE | list`."""
-    from pynf.control.commands import Change, words
-    usage = "acl load FILE | acl list"
-    verb = words(args, 1, 2, usage)[0]
-    if verb == "list":
-        words(args, 1, 1, "acl list")
-        rules = nfctl.config.rules
-        hits = sum(st.hits for st in nfctl.states())
-        lines = [f"{k:6d} {int(h):14,d}  {r.text()}" for k, (r, h) in enumerate(zip(rules, hits))]
-        lines.append(f"{'-':>6s} {int(hits[-1]):14,d}  (no rule matched: allowed)")
-        return "".join(ln + "\n" for ln in lines)
-    if verb == "load":
-        path = words(args, 2, 2, "acl load FILE")[1]
-        new = AclConfig(classify.parse_rules(path))
-        c = classify.build(new.rules)          # compiled once, here, shared read-only
+def acl_list(nfctl, args):
+    rules = nfctl.config.rules
+    hits = sum(st.hits for st in nfctl.states())
+    lines = [f"{k:6d} {int(h):14,d}  {r.text()}" for k, (r, h) in enumerate(zip(rules, hits))]
+    lines.append(f"{'-':>6s} {int(hits[-1]):14,d}  (no rule matched: allowed)")
+    return "".join(ln + "\n" for ln in lines)
 
-        def apply():
-            nfctl.replace(lambda old: AclState(c, np.zeros(len(new.rules) + 1, dtype=np.int64)))
-            nfctl.set_config(new)
-        return Change(apply, f"acl: loaded {len(new.rules)} rules from {path}\n")
-    raise UsageError(f"usage: {usage}")
+
+def acl_load(nfctl, args):
+    path = args[0]
+    new = AclConfig(classify.parse_rules(path))
+    c = classify.build(new.rules)          # compiled once, here, shared read-only
+    return Change(f"acl: loaded {len(new.rules)} rules from {path}\n", config=new,
+                  new=lambda old: AclState(c, np.zeros(len(new.rules) + 1, dtype=np.int64)))
+
+
+FILES = [File("--acl-rules", "ClassBench rules for acl", reload="acl load")]
+VERBS = [Verb("acl load", "FILE", "swap in the file's whole rule set between bursts (hits start at 0)",
+              acl_load),
+         Verb("acl list", "", "the rules in force, with their hits", acl_list)]
 
 
 def acl_stats(states):
@@ -108,8 +105,8 @@ def replay(st, r):
     st.hits[r] += 1
 
 
-@nf("acl", drops=("acl",), config=AclConfig, state=make_state, ctl={"acl": ctl_acl}, stats=acl_stats,
-    per_packet=True, cache=Cacheable(replay=replay))
+@nf("acl", drops=("acl",), config=AclConfig, state=make_state, files=FILES, verbs=VERBS,
+    stats=acl_stats, per_packet=True, cache=Cacheable(replay=replay))
 def acl(pkts, i, st):
     c = st.cls
     r = np.uint64(classify.first_match(c, pkts.src_ip[i], pkts.dst_ip[i],

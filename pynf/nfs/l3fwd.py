@@ -61,7 +61,7 @@ from pynf.compiler.jit import hot
 from pynf.control import neigh
 from pynf.errors import ConfigError, UsageError, format_ipv4, is_decimal, parse_ipv4, read_lines
 from pynf.flowcache import Cacheable
-from pynf.nf import MAX_PORT, drop, nf, slowpath
+from pynf.nf import MAX_PORT, Change, File, Verb, drop, nf, slowpath
 from pynf.nf.access import load8, load16, store8, store16
 from pynf.packet.batch import BURST_MAX
 from pynf.packet.parse import csum_apply, csum_delta16, ipv4_csum_ok
@@ -91,8 +91,8 @@ class L3fwdConfig:
     @classmethod
     def from_context(cls, ctx):
         host = getattr(ctx, "host", None)
-        if ctx.routes:
-            exact, prefixes = parse_routes(ctx.routes, len(host.ifaces) if host is not None else None)
+        if ctx.file("routes"):
+            exact, prefixes = parse_routes(ctx.file("routes"), len(host.ifaces) if host is not None else None)
             return cls(exact, prefixes, host=host)
         if host is not None:
             return cls(host=host)
@@ -296,66 +296,62 @@ def _ports(nfctl):
     return len(host.ifaces) if host is not None else None
 
 
-def ctl_route(nfctl, args):
-    """`pynf ctl route add PREFIX PORT [NEXTHOP] | del PREFIX | list | load FILE`."""
-    from pynf.control.commands import Change, words
-    usage = "route add PREFIX PORT [NEXTHOP] | route del PREFIX | route list | route load FILE"
-    verb = words(args, 1, 4, usage)[0]
-    cfg = nfctl.config
-    if verb == "list":
-        words(args, 1, 1, "route list")
-        return "".join(line + "\n" for line in route_list(nfctl.states()[0]))
-    if verb == "load":
-        path = words(args, 2, 2, "route load FILE")[1]
-        exact, prefixes = parse_routes(path, _ports(nfctl))
-        new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.verify_ip_csum, cfg.host)
-        new.validate()
-        if new.router != cfg.router:
-            raise UsageError(f"{path}: would switch l3fwd between router mode (prefix routes or "
-                             "--iface) and exact-match mode, which is fixed at start")
-        news = iter([make_state(new) for _ in nfctl.states()])     # built (and checked) here
+def verb_list(nfctl, args):
+    return "".join(line + "\n" for line in route_list(nfctl.states()[0]))
 
-        def apply():
-            nfctl.replace(lambda old: next(news))
-            nfctl.set_config(new)
-        return Change(apply, f"route: loaded {len(exact)} exact and {len(prefixes)} prefix routes "
-                             f"from {path}\n")
-    if verb == "add":
-        words(args, 3, 4, "route add PREFIX PORT [NEXTHOP]")
-        try:
-            r = parse_route(" ".join(args[1:]), _ports(nfctl))
-        except ValueError as e:
-            raise UsageError(f"route add: {e}") from None
-        if r[0] == "exact":
-            _, ip, port = r
-            return Change(lambda: nfctl.control(lambda st: route_add(st, ip, port)),
-                          f"route {format_ipv4(ip)} -> port {port}\n")
-        if not cfg.router:
-            raise UsageError("route add: prefix routes need router mode (a prefix route or --iface at start)")
-        _, p, n, port, nh = r
-        return Change(lambda: nfctl.control(lambda st: prefix_add(st, p, n, port, nh)),
-                      f"route {format_ipv4(p)}/{n} -> port {port}"
-                      f"{' via ' + format_ipv4(nh) if nh else ''}\n")
-    if verb == "del":
-        words(args, 2, 2, "route del PREFIX")
-        addr, slash, plen = args[1].partition("/")
-        ip = parse_ipv4(addr)
-        if ip is None or (slash and (not is_decimal(plen) or int(plen) > 32)):
-            raise UsageError(f"route del: bad prefix {args[1]!r} (want a.b.c.d or a.b.c.d/len)")
-        st = nfctl.states()[0]
-        if not slash:
-            if table.find(st.routes, ip, 0, hash32(ip)) < 0:
-                raise UsageError(f"route del: no route {args[1]}")
-            return Change(lambda: nfctl.control(lambda st: route_del(st, ip)),
-                          f"route {args[1]} deleted\n")
-        n = int(plen)
-        rid = _rid(st, ip, n) if st.opts[O_ROUTER] else -1
-        if rid < 0 or st.rt_kind[rid] == K_LOCAL:
-            raise UsageError(f"route del: no route {args[1]}" if rid < 0 else
-                             f"route del: {args[1]} is one of pynf's own addresses")
-        return Change(lambda: nfctl.control(lambda st: prefix_del(st, ip, n)),
-                      f"route {args[1]} deleted\n")
-    raise UsageError(f"usage: {usage}")
+
+def verb_load(nfctl, args):
+    path, cfg = args[0], nfctl.config
+    exact, prefixes = parse_routes(path, _ports(nfctl))
+    new = L3fwdConfig(exact, prefixes, cfg.default_port, cfg.capacity, cfg.verify_ip_csum, cfg.host)
+    new.validate()
+    if new.router != cfg.router:
+        raise UsageError(f"{path}: would switch l3fwd between router mode (prefix routes or "
+                         "--iface) and exact-match mode, which is fixed at start")
+    news = iter([make_state(new) for _ in nfctl.states()])     # built (and checked) here
+    return Change(f"route: loaded {len(exact)} exact and {len(prefixes)} prefix routes from {path}\n",
+                  new=lambda old: next(news), config=new)
+
+
+def verb_add(nfctl, args):
+    try:
+        r = parse_route(" ".join(args), _ports(nfctl))
+    except ValueError as e:
+        raise UsageError(f"route add: {e}") from None
+    if r[0] == "exact":
+        _, ip, port = r
+        return Change(f"route {format_ipv4(ip)} -> port {port}\n", each=lambda st: route_add(st, ip, port))
+    if not nfctl.config.router:
+        raise UsageError("route add: prefix routes need router mode (a prefix route or --iface at start)")
+    _, p, n, port, nh = r
+    return Change(f"route {format_ipv4(p)}/{n} -> port {port}{' via ' + format_ipv4(nh) if nh else ''}\n",
+                  each=lambda st: prefix_add(st, p, n, port, nh))
+
+
+def verb_del(nfctl, args):
+    addr, slash, plen = args[0].partition("/")
+    ip = parse_ipv4(addr)
+    if ip is None or (slash and (not is_decimal(plen) or int(plen) > 32)):
+        raise UsageError(f"route del: bad prefix {args[0]!r} (want a.b.c.d or a.b.c.d/len)")
+    st = nfctl.states()[0]
+    if not slash:
+        if table.find(st.routes, ip, 0, hash32(ip)) < 0:
+            raise UsageError(f"route del: no route {args[0]}")
+        return Change(f"route {args[0]} deleted\n", each=lambda st: route_del(st, ip))
+    n = int(plen)
+    rid = _rid(st, ip, n) if st.opts[O_ROUTER] else -1
+    if rid < 0 or st.rt_kind[rid] == K_LOCAL:
+        raise UsageError(f"route del: no route {args[0]}" if rid < 0 else
+                         f"route del: {args[0]} is one of pynf's own addresses")
+    return Change(f"route {args[0]} deleted\n", each=lambda st: prefix_del(st, ip, n))
+
+
+FILES = [File("--routes", "routes for l3fwd: a.b.c.d/len PORT [NEXTHOP] (LPM) or a.b.c.d PORT (exact)",
+              reload="route load")]
+VERBS = [Verb("route add", "PREFIX PORT [NEXTHOP]", "a.b.c.d (exact) or a.b.c.d/len (router mode)", verb_add),
+         Verb("route del", "PREFIX", "remove a route", verb_del),
+         Verb("route list", "", "the routes in force", verb_list),
+         Verb("route load", "FILE", "replace every route by the file's, between bursts", verb_load)]
 
 
 def set_options(st, cfg):
@@ -377,54 +373,6 @@ def resolve_slow(sp, frame, code):
     if sp.resolver is None:
         return sp.drop(frame, "neigh_unresolved")
     sp.resolver.resolve(frame, v >> 32, v & 0xFFFFFFFF)
-
-
-@hot(inline="always")
-def route(pkts, live, n, st):
-    """Router mode (see the docstring)."""
-    for j in range(n):
-        lpm.prefetch(st.lpm, pkts.dst_ip[live[j]])
-    for j in range(n):
-        i = live[j]
-        if st.opts[O_VERIFY] != 0 and not ipv4_csum_ok(pkts.mem, pkts.off[i] + pkts.l3[i]):
-            pkts.port[i] = drop(IP_CSUM)
-            continue
-        dst = int(pkts.dst_ip[i])
-        p = -1
-        r = -1
-        if st.opts[O_EXACT] != 0:
-            s = table.find(st.routes, dst, 0, hash32(dst))
-            if s >= 0:
-                p = table.value(st.routes, s)
-        if p < 0:
-            r = lpm.lookup(st.lpm, dst)
-            if r < 0:
-                p = st.opts[O_DEFAULT_PORT]
-                if p < 0:
-                    pkts.port[i] = drop(NO_ROUTE)
-                    continue
-        nh = dst
-        if r >= 0:
-            if st.rt_kind[r] == K_LOCAL:
-                if not echo_reply(pkts, i, st):
-                    pkts.port[i] = drop(LOCAL)
-                continue
-            p = st.rt_port[r]
-            if st.rt_nh[r] != 0:
-                nh = int(st.rt_nh[r])
-        if pkts.ttl[i] <= 1:
-            pkts.port[i] = drop(TTL)
-            continue
-        pkts.ttl[i] = pkts.ttl[i] - 1
-        pkts.eth_src[i] = st.src_mac[p]
-        pkts.tag[i] = nh
-        mac = neigh.lookup(st.nkeys, st.nvals, st.nhits, nh)
-        if mac < 0:
-            pkts.eth_dst[i] = (int(p) << 32) | nh
-            pkts.port[i] = slowpath(0)
-        else:
-            pkts.eth_dst[i] = mac
-            pkts.port[i] = p
 
 
 @hot(inline="always")
@@ -472,14 +420,11 @@ def cache_version(st):
 
 
 @nf("l3fwd", drops=("ttl", "no_route", "local", "ip_csum"), config=L3fwdConfig, state=make_state,
-    slow=resolve_slow, ctl={"route": ctl_route}, stats=l3_stats,
+    slow=resolve_slow, files=FILES, verbs=VERBS, stats=l3_stats,
     cache=Cacheable(guard=cache_guard, replay=cache_replay, version=cache_version),
-    live={"default_port": set_options, "verify_ip_csum": set_options},
-    writes=lambda cfg: None if cfg.router else ("ttl", "eth_src", "eth_dst"))   # paper mode: no ICMP echo
+    live={"default_port": set_options, "verify_ip_csum": set_options})
 def l3fwd(pkts, live, n, st):
-    if st.opts[O_ROUTER] != 0:
-        route(pkts, live, n, st)
-        return
+    """Exact match (the paper's mode); router mode is the form below."""
     t = st.routes
     for j in range(n):
         h = hash32(pkts.dst_ip[live[j]])
@@ -506,3 +451,51 @@ def l3fwd(pkts, live, n, st):
         pkts.port[i] = p
         pkts.eth_src[i] = st.src_mac[p]
         pkts.eth_dst[i] = st.dst_mac[p]
+
+
+@l3fwd.form("router", when=lambda cfg: cfg.router)
+def l3fwd_router(pkts, live, n, st):
+    """Router mode (see the docstring): LPM, neighbours, ICMP echo."""
+    for j in range(n):
+        lpm.prefetch(st.lpm, pkts.dst_ip[live[j]])
+    for j in range(n):
+        i = live[j]
+        if st.opts[O_VERIFY] != 0 and not ipv4_csum_ok(pkts.mem, pkts.off[i] + pkts.l3[i]):
+            pkts.port[i] = drop(IP_CSUM)
+            continue
+        dst = int(pkts.dst_ip[i])
+        p = -1
+        r = -1
+        if st.opts[O_EXACT] != 0:
+            s = table.find(st.routes, dst, 0, hash32(dst))
+            if s >= 0:
+                p = table.value(st.routes, s)
+        if p < 0:
+            r = lpm.lookup(st.lpm, dst)
+            if r < 0:
+                p = st.opts[O_DEFAULT_PORT]
+                if p < 0:
+                    pkts.port[i] = drop(NO_ROUTE)
+                    continue
+        nh = dst
+        if r >= 0:
+            if st.rt_kind[r] == K_LOCAL:
+                if not echo_reply(pkts, i, st):
+                    pkts.port[i] = drop(LOCAL)
+                continue
+            p = st.rt_port[r]
+            if st.rt_nh[r] != 0:
+                nh = int(st.rt_nh[r])
+        if pkts.ttl[i] <= 1:
+            pkts.port[i] = drop(TTL)
+            continue
+        pkts.ttl[i] = pkts.ttl[i] - 1
+        pkts.eth_src[i] = st.src_mac[p]
+        pkts.tag[i] = nh
+        mac = neigh.lookup(st.nkeys, st.nvals, st.nhits, nh)
+        if mac < 0:
+            pkts.eth_dst[i] = (int(p) << 32) | nh
+            pkts.port[i] = slowpath(0)
+        else:
+            pkts.eth_dst[i] = mac
+            pkts.port[i] = p

@@ -66,7 +66,10 @@ def parse(rtc=None, pl=None, stages=None, replicas=None, cores=None):
         plan = Plan("pl", [StagePlan([t]) for t in _split(pl, "--pl")])
     else:
         parts = stages.split("|")
-        plan = Plan("hybrid", [StagePlan(_split(p, "--stages")) for p in parts])
+        # an empty first stage ("|a,b") is a dispatch stage: no NF, one core,
+        # spreading flows over the next stage's replicas (which can then scale)
+        lead = [StagePlan([], 1)] if len(parts) > 1 and not parts[0].strip() else []
+        plan = Plan("hybrid", lead + [StagePlan(_split(p, "--stages")) for p in parts[len(lead):]])
         if replicas is not None:
             try:
                 reps = [int(x) for x in replicas.split(",")]

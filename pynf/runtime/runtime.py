@@ -135,6 +135,8 @@ class Runtime:
         self.specs = [[load(t) for t in s.tokens] for s in plan.stages]
         # Configs are validated once, before anything is allocated for packets.
         self.configs = [[sp.make_config(ctx) for sp in ss] for ss in self.specs]
+        # each NF in the form its configuration runs (pynf.nf.spec.Form)
+        self.specs = [[sp.chosen(cfg) for sp, cfg in zip(ss, cs)] for ss, cs in zip(self.specs, self.configs)]
         self.io = io
         self.workers = []
         self.rings = []          # (stage boundary, producer, consumer, Ring)

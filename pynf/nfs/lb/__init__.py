@@ -1,0 +1,119 @@
+"""lb: stateful layer-4 load balancer: Maglev hashing, NAT, idle timeouts.
+
+Synopsis:   pynf run --rtc ...,lb,... [--backends FILE] [--set lb.KEY=VALUE]
+Backends:   one of two formats, '#' comments, not mixed in one file:
+              a.b.c.d:port                        paper mode: one backend a line
+              VIP:PORT BACKEND:PORT [BACKEND:PORT ...]
+                                                  services mode: one service a line
+            A service takes TCP and UDP to VIP:PORT. Errors (exit 2,
+            FILE:LINE): a bad address or port, a service line without
+            backends, a file mixing the formats, VIP:PORT defined twice, a
+            backend listed twice in one service.
+Behaviour:  Flows live in a set-associative flow table (pynf.tables.flowtable).
+            A new flow's backend is chosen by Maglev consistent hashing
+            (pynf.tables.maglev): table[hash5 % table_size], one lookup table per
+            service, built on the control path; instances and replicas with
+            the same backends choose the same backend for a flow, and
+            removing one of N backends moves its own flows and few others.
+            Paper mode: every TCP/UDP packet is balanced, its destination
+            IP and port rewritten to the flow's backend (the paper's LB).
+            Services mode: only packets to a VIP:PORT are balanced (dst
+            rewritten VIP:PORT -> BACKEND:PORT) and each new connection
+            also gets a reverse entry, keyed by the backend -> client
+            5-tuple, that rewrites the reply's source back to VIP:PORT
+            (NAT, as IPVS and VPP's lb do), so TCP works end to end. A reply
+            that finds no entry passes untouched (a client may talk to a
+            backend directly); with reverse_nat=table+backend, one from a
+            backend serving exactly one service is rewritten all the same
+            (for replicas whose forward packets went to another replica:
+            replicas share no state). Everything else passes untouched
+            (a filter of the VIP and backend addresses lets most of it
+            by without a table lookup). The stage fixes IPv4 and TCP/UDP
+            checksums (RFC 1624; UDP 0 stays 0).
+State:      each entry has a last-seen time and a state: TCP, TCP closing
+            (a FIN or RST was seen, either way), UDP, or fragment. An entry
+            idle for its state's timeout is dead: the next packet of the
+            5-tuple starts a new flow in it, and a new flow may take its
+            place. A new flow whose bucket (8 entries) holds only live
+            entries evicts the bucket's least recently seen (LRU within the
+            bucket; on_full=drop drops instead). A SYN (without ACK) on a
+            closing entry reopens it (port reuse). Time is the TSC, read
+            once a burst.
+Fragments:  paper mode: fragments pass unchanged (the paper's rule), or
+            are dropped with non_l4=drop. Services mode: a first fragment
+            is balanced by its 5-tuple like any packet, and leaves an entry
+            keyed by (src, dst, proto, IP id) with the same rewrite; the
+            later fragments of that datagram find it and get the same
+            addresses (no ports: they carry none), so all fragments of a
+            datagram go to the flow's backend. A non-first fragment to a
+            VIP that arrives before its first fragment is dropped (lb_frag).
+Drops:      lb_full        new flow in a bucket of live entries, with on_full=drop
+            lb_non_l4      not TCP/UDP (paper mode: or a fragment), with
+                           non_l4=drop; services mode: only those to a VIP
+            lb_frag        services mode: non-first fragment to a VIP with
+                           no entry (its first fragment not seen)
+            lb_no_backend  new flow to a service whose backends were all
+                           drained or removed (control path)
+Settings:   capacity         flow-table entries per replica, rounded up to
+                             8 x a power of two (default: max(65536, 4 x --flows):
+                             a connection takes two entries in services mode;
+                             32 bytes an entry, so 2 MiB at least)
+            on_full          evict | drop | hash (send without an entry)
+            non_l4           pass | drop
+            table_size       Maglev table size M, a prime (65537)
+            tcp_timeout      idle seconds, established TCP (900)
+            tcp_fin_timeout  idle seconds after a FIN or RST (120)
+            udp_timeout      idle seconds, UDP (300)
+            frag_timeout     idle seconds, a fragmented datagram (30)
+            reverse_nat      table (the default) | table+backend
+            Timeout defaults are IPVS's (ipvsadm --set tcp tcpfin udp:
+            900 120 300); the fragment timeout is Linux's ipfrag_time.
+Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,
+            C_REVERSE_STATELESS]: flows created, expired entries taken by
+            a new flow, live entries evicted, fragments rewritten,
+            entries closed by FIN/RST, replies rewritten without an entry.
+Control:    add_backend, remove_backend (and flush its flows),
+            drain_backend (no new flows), flush_flows: plain Python over
+            the state arrays; call them through Runtime.control so each
+            replica applies them between bursts. set_clock(st, seconds)
+            fixes the NF's clock (tests simulate time passing: it sets
+            st.ctl[CLOCK], which overrides the TSC when >= 0).
+Default:    without --backends, paper mode with 8 backends
+            192.168.0.1..8, port 8080 (with --iface, --backends is required).
+Example:    pynf run --rtc acl,lb,l3fwd --backends services.txt --set lb.tcp_timeout=300
+Follows:    the paper's LB NF (5-tuple flow table, dst rewrite); Maglev
+            (Eisenbud et al., NSDI '16) for the choice; IPVS NAT mode for
+            the reverse path and the timeouts.
+"""
+from pynf.nf import nf
+from pynf.nfs.lb import config, state
+from pynf.nfs.lb.config import BE_FLAG, BE_FREE, BE_LIMIT, BE_SHIFT, S_FIN, SVC_ROOM, LbConfig, ct, parse_backends
+from pynf.nfs.lb.control import FILES, VERBS
+from pynf.nfs.lb.fastpath import lb as _lb
+from pynf.nfs.lb.migrate import migrate
+from pynf.nfs.lb.state import (
+    LIVE_SETTINGS,
+    add_backend,
+    add_service,
+    counters,
+    del_service,
+    drain_backend,
+    flow_count,
+    flush_flows,
+    lb_stats,
+    make_state,
+    remove_backend,
+    services,
+    set_clock,
+    ticks,
+    timeouts,
+)
+
+__all__ = ["BE_FLAG", "BE_FREE", "BE_LIMIT", "BE_SHIFT", "S_FIN", "SVC_ROOM", "LbConfig", "add_backend",
+           "add_service", "config", "counters", "ct", "del_service", "drain_backend", "flow_count",
+           "flush_flows", "lb", "make_state", "parse_backends", "remove_backend", "services", "set_clock",
+           "state", "ticks", "timeouts"]
+
+lb = nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state,
+        files=FILES, verbs=VERBS, live=LIVE_SETTINGS, stats=lb_stats, migrate=migrate,
+        writes=lambda cfg: None if cfg.services else ("dst_ip", "dport"))(_lb)   # paper mode: no reverse NAT

@@ -1,0 +1,55 @@
+"""Scaling: moving flows between replicas (pynf.control.scale)."""
+
+import numpy as np
+
+from pynf.compiler.jit import hot
+from pynf.nfs.lb.config import FRAG_KEY
+from pynf.tables import flowtable as ct
+from pynf.tables.hashing import hash5
+
+
+@hot
+def _move_flows(src, dst_tab, dst_ctl, dst_cnt, moving, gone):
+    """Copy the entries of src.flows whose steering bucket is set in
+    `moving` into dst_tab (claimed as a new flow would be: a full bucket
+    evicts its least recently seen entry, counted), marking them in `gone`."""
+    tab = src.flows
+    nmask = len(moving) - 1
+    moved = 0
+    for x in range(len(tab) // ct.WORDS):
+        e = x * ct.WORDS
+        t1 = tab[e + 1]
+        if t1 == 0:
+            continue
+        k0 = tab[e]
+        k1 = t1 & ~ct.USED
+        s_ip = k0 >> 24
+        a = (k0 >> 8) & 0xFFFF
+        proto = k0 & 0xFF
+        if k1 & FRAG_KEY:           # (src, dst, IP id): later fragments carry no ports
+            d_ip = (k1 & ~FRAG_KEY) >> 16
+            steer = hash5(s_ip, d_ip, 0, 0, proto)
+            h = hash5(s_ip, d_ip, a, 0, proto)
+        else:
+            d_ip = k1 >> 16
+            steer = hash5(s_ip, d_ip, a, k1 & 0xFFFF, proto)
+            h = steer
+        if not moving[steer & nmask]:
+            continue
+        meta = tab[e + 3]
+        d, _ = ct.claim(dst_tab, ct.base(dst_ctl, h), k0, k1, meta >> ct.STATE_BITS, dst_ctl, dst_cnt, True)
+        dst_tab[d + 2] = tab[e + 2]
+        dst_tab[d + 3] = meta
+        gone[x] = True
+        moved += 1
+    return moved
+
+
+def migrate(src, dst, moving):
+    """Move the flow entries (forward, reply and fragment entries alike) of
+    the steering buckets in `moving` from replica state src to dst: a moved
+    flow keeps its backend, its NAT and its timers."""
+    gone = np.zeros(len(src.flows) // ct.WORDS, dtype=np.bool_)
+    n = _move_flows(src, dst.flows, dst.ctl, dst.counters, moving, gone)
+    ct.flush(src.flows, gone)
+    return int(n)
