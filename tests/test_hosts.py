@@ -108,7 +108,8 @@ def _teardown():
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def topo(tmp_path_factory):
+    """The namespaces, their servers and pynf's files; no pynf yet."""
     d = tmp_path_factory.mktemp("hosts")
     _teardown()
     procs = []
@@ -126,26 +127,82 @@ def net(tmp_path_factory):
                "--backends", str(d / "backends.txt"), "--acl-rules", str(d / "acl.txt")]
         for key, (_, gw, _) in zip(NS, PORTS):
             cmd += ["--iface", f"{root_if(key)}={gw}"]
-        err = open(d / "pynf.err", "w+")
-        pynf = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            err.seek(0)
-            text = err.read()
-            if "running" in text or pynf.poll() is not None:
-                break
-            time.sleep(0.2)
-        assert pynf.poll() is None, f"pynf exited: {text}"
-        time.sleep(0.5)
-        state = {"pynf": pynf, "err": err, "dir": d}
-        yield state
-        if pynf.poll() is None:
-            pynf.send_signal(signal.SIGINT)
-            pynf.communicate(timeout=30)
+        yield {"dir": d, "cmd": cmd}
     finally:
         for p in procs:
             p.kill()
         _teardown()
+
+
+def _start(cmd, errpath, env=None, until="running", timeout=120):
+    """Start pynf; returns (process, stderr file, time `until` appeared)."""
+    err = open(errpath, "w+")
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    deadline = time.time() + timeout
+    text = ""
+    while time.time() < deadline:
+        err.seek(0)
+        text = err.read()
+        if until in text or p.poll() is not None:
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, f"pynf exited: {text}"
+    assert until in text, f"no {until!r} within {timeout} s: {text}"
+    return p, err, time.time()
+
+
+def _stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+
+
+def test_ready_means_ready_beside_another_instance(topo, tmp_path):
+    """With an empty compile cache, beside another pynf that compiles (its
+    own empty cache) and then polls, pynf answers a ping to its own address
+    and an HTTP request through a service within 2 s of saying "running"."""
+    env_b = dict(os.environ, PYNF_CACHE_DIR=str(tmp_path / "cache-b"))
+    other = subprocess.Popen([sys.executable, "-m", "pynf.cli.main", "run", "--rtc", "acl,lb,l3fwd",
+                              "--io", "dpdk", "--duration", "600", "--quiet", "--control", "off"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env_b)
+    p = None
+    try:
+        time.sleep(3)               # the other one is compiling
+        env_a = dict(os.environ, PYNF_CACHE_DIR=str(tmp_path / "cache-a"))
+        p, err, t0 = _start(topo["cmd"] + ["--control", str(tmp_path / "a.sock")], tmp_path / "a.err", env_a)
+        assert other.poll() is None, other.stderr.read()
+        said = {}
+        while time.time() - t0 < 10 and len(said) < 2:
+            if "ping" not in said and sh("ping", "-c", "1", "-W", "0.2", "10.91.1.1", ns="c",
+                                         check=False).returncode == 0:
+                said["ping"] = time.time() - t0
+            if "curl" not in said and sh("curl", "-s", "--max-time", "0.3", f"http://{VIP}/", ns="c",
+                                         check=False).returncode == 0:
+                said["curl"] = time.time() - t0
+        err.seek(0)
+        log = err.read()
+        print(f"answered {said} s after running")
+        assert set(said) == {"ping", "curl"}, f"answered only {said} in 10 s after running:\n{log}"
+        assert max(said.values()) < 2.0, f"answers {said} s after running:\n{log}"
+        assert "taken by another pynf" in log, log       # and it did not poll the other's core
+    finally:
+        if p is not None:
+            _stop(p)
+        other.kill()
+        other.communicate()
+
+
+@pytest.fixture(scope="module")
+def net(topo):
+    d = topo["dir"]
+    pynf, err, _ = _start(topo["cmd"], d / "pynf.err")
+    time.sleep(0.5)
+    yield {"pynf": pynf, "err": err, "dir": d}
+    _stop(pynf)
 
 
 def test_ping_through_and_to_pynf(net):

@@ -260,3 +260,26 @@ def test_pps_paces_a_pcap_replay(tmp_path, io_kind):
     assert rc == 0, err
     assert 1000 <= rep["rx"] <= 20000 * rep["elapsed_s"] + 64       # flat out would be millions
     assert conserved(rep)
+
+
+def test_instances_claim_distinct_cores(tmp_path):
+    """pynf.runtime.cores: a second instance skips a core the first holds,
+    shares (and says so) when none is free, and gets it back once freed."""
+    from pynf.runtime.cores import claim
+    a = claim(1, [0, 1], str(tmp_path))
+    assert a.cores == [0] and a.note is None
+    b = claim(1, [0, 1], str(tmp_path))
+    assert b.cores == [1] and f"pid {os.getpid()}" not in (b.note or "") and "0" in b.note
+    c = claim(2, [0, 1], str(tmp_path))
+    assert c.cores == [0, 1] and "taken by another pynf" in c.note and f"pid {os.getpid()}" in c.note
+    a.close()
+    d = claim(1, [0, 1], str(tmp_path))
+    assert d.cores == [0] and d.note is None
+    for x in (b, c, d):
+        x.close()
+    e = claim(4, [0, 1], str(tmp_path / "f"))
+    assert e.cores == [0, 1]
+    e.close()
+    (tmp_path / "file").write_text("")
+    f = claim(1, [0, 1], str(tmp_path / "file"))      # not a directory: picks, unchecked, says so
+    assert f.cores == [0] and "cannot claim" in f.note

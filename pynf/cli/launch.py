@@ -10,6 +10,7 @@ import io
 import os
 import signal
 import threading
+import time
 
 from pynf.cli import flags
 from pynf.errors import ConfigError, RuntimeFailure, UsageError
@@ -24,8 +25,10 @@ def execute(a, err):
     Progress and warnings go to err."""
     from pynf.cli.ui import Status, print_plan, say
     from pynf.control.operate import Operate
+    from pynf.control.server import runtime_dir
     from pynf.nf.context import RunContext
     from pynf.runtime import chain as planmod
+    from pynf.runtime.cores import claim
     from pynf.runtime.report import report
     from pynf.runtime.runtime import Options, Runtime
 
@@ -87,6 +90,11 @@ def execute(a, err):
         plan.stages.append(planmod.StagePlan([], 1))
         say(err, f"pynf: {tx_why}: a stage on one core gathers the "
                  f"{plan.stages[-2].replicas} replicas' packets for it")
+    # cores no other pynf on this host polls (pynf.runtime.cores)
+    held = claim(min(plan.workers, a.cores) if a.cores else plan.workers, cpus, runtime_dir())
+    if held.note:
+        say(err, f"pynf: {held.note}")
+    opts.cores = cores = held.cores
     rt = Runtime(plan, ctx, opts, io=io)
     say(err, f"pynf: {plan.model} {plan.spec}: {plan.workers} worker(s) on cores "
              f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "
@@ -101,17 +109,23 @@ def execute(a, err):
         if len(plan.stages) > 1 or plan.workers > 1:
             print_plan(rt, err)
         say(err, "pynf: compiling (cached after the first run)...")
-        rt.compile()
+        t_compile = time.perf_counter()
+
+        def compiled(what, secs):
+            if secs >= 0.5:         # (not served by the cache)
+                say(err, f"pynf:   {what}: {secs:.1f} s ({time.perf_counter() - t_compile:.0f} s so far)")
+        rt.compile(progress=compiled)
         ops.start(a.control, a.metrics)
         status = None if (a.quiet or not err.isatty()) else Status(err)
         what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else
                                                    "until stopped" if host else "until the input ends")
-        say(err, f"pynf: running ({what}; Ctrl-C stops, drains and reports)")
         if signals:
             prev_int = signal.signal(signal.SIGINT, ops.on_stop_signal)
             prev_hup = signal.signal(signal.SIGHUP, ops.on_hup)
         try:
-            rt.run(progress=status.update if status else None)
+            # "running" once the slow path and every worker are polling
+            rt.run(progress=status.update if status else None,
+                   started=lambda: say(err, f"pynf: running ({what}; Ctrl-C stops, drains and reports)"))
         finally:
             if signals:
                 signal.signal(signal.SIGHUP, prev_hup)
@@ -124,6 +138,7 @@ def execute(a, err):
             status.close()
         ops.close()
         rt.close()
+        held.close()
     return report(rt)
 
 

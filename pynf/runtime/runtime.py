@@ -13,6 +13,7 @@ stage runs until its upstream has exited and its input rings are empty,
 then every worker gives its cached buffers back, so that at the end no
 packet sits in a ring and every buffer is back in its pool.
 """
+import functools
 import os
 import re
 import threading
@@ -244,8 +245,15 @@ class Runtime:
         else:
             self.oversubscribed = False
 
-    def compile(self):
-        """Compile every stage's NFs and loop; NF errors name the NF and line."""
+    def compile(self, progress=None):
+        """Compile every stage's NFs and loop; NF errors name the NF and line.
+        progress(what, seconds), where given, follows each step (a step the
+        cache serves takes milliseconds)."""
+        def step(what, fn):
+            t = time.perf_counter()
+            fn()
+            if progress is not None:
+                progress(what, time.perf_counter() - t)
         done = set()
         for w in self.workers:
             key = (w.stage, w.kind)
@@ -257,18 +265,19 @@ class Runtime:
                 try:
                     sig = (typeof(b), typeof(live[0]), typeof(st)) if spec.per_packet else \
                         (typeof(b), typeof(live), typeof(np.int64(0)), typeof(st))
-                    spec.kernel.compile(sig)
+                    step(f"NF {spec.name}", functools.partial(spec.kernel.compile, sig))
                 except NumbaError as e:
                     raise NFError(nf_compile_error(spec, e)) from None
             sig = tuple(typeof(a) for a in w.args)
             try:
-                w.loop.compile(sig)
+                step(f"stage {w.stage} ({', '.join(sp.name for sp in self.specs[w.stage]) or 'dispatch'}) "
+                     f"and its loop", functools.partial(w.loop.compile, sig))
             except NumbaError as e:
                 raise RuntimeFailure(f"stage {w.stage} does not compile: {numba_message(e)}") from None
 
     # ---- running ----
 
-    def _work(self, w):
+    def _work(self, w, began=None):
         try:
             if hasattr(os, "sched_setaffinity"):
                 try:
@@ -283,6 +292,8 @@ class Runtime:
             slice_ticks = int(self.hz * SLICE_S)
             from pynf.shim import rdtsc
             args = w.args           # _apply_pending swaps states in place
+            if began is not None:
+                began.set()
             while True:
                 if not w.active:
                     self._park(w)
@@ -458,23 +469,31 @@ class Runtime:
         w.cap.st[0] = 0
         w.cap.st[1] = 0
 
-    def run(self, progress=None):
-        """Run until the duration, the packet count or the input ends."""
+    def run(self, progress=None, started=None):
+        """Run until the duration, the packet count or the input ends.
+        started(), where given, is called once the slow path runs and every
+        worker is about to poll (what "running" may be said after)."""
         from pynf.io import pcap
         from pynf.shim import rdtsc
         opts = self.opts
         if opts.pcap_out:
             self.writer = pcap.Writer(opts.pcap_out)
         self.tsc0, self.wall0_ns = rdtsc(), time.time_ns()
-        threads = [threading.Thread(target=self._work, args=(w,), daemon=True,
-                                    name=f"pynf-s{w.stage}r{w.replica}") for w in self.workers]
+        began = [threading.Event() for _ in self.workers]
+        threads = [threading.Thread(target=self._work, args=(w, e), daemon=True,
+                                    name=f"pynf-s{w.stage}r{w.replica}") for w, e in zip(self.workers, began)]
         self.t0 = t0 = time.perf_counter()
         self.running = True
         if self.slow is not None:
             self.slow.start()
         for t in threads:
             t.start()
+        for e, t in zip(began, threads):
+            while not e.wait(0.05) and t.is_alive():
+                pass
         self.startup_s = process_age()
+        if started is not None:
+            started()
         try:
             while any(t.is_alive() for t in threads):
                 for t in threads:
