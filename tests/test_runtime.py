@@ -283,3 +283,19 @@ def test_instances_claim_distinct_cores(tmp_path):
     (tmp_path / "file").write_text("")
     f = claim(1, [0, 1], str(tmp_path / "file"))      # not a directory: picks, unchecked, says so
     assert f.cores == [0] and "cannot claim" in f.note
+
+
+def test_report_tables_fit_80_columns():
+    """The report's tables in an 80-column terminal: short numbers, nothing cut."""
+    import io as _io
+
+    from pynf.cli.ui import print_report
+
+    from support import run_pynf
+    rc, rep, err = run_pynf(["--pl", "acl,lb,l3fwd", "--packets", "3000000", "--flows", "4096"])
+    assert rc == 0, err
+    out = _io.StringIO()
+    print_report(rep, out, width=80)
+    text = out.getvalue()
+    assert max(len(ln) for ln in text.splitlines()) <= 80 and "\u2026" not in text, text
+    assert "3.00M" in text and "lb" in text

@@ -36,7 +36,18 @@ class Status:
         self.live.stop()
 
 
+def _short(n):
+    """A count in at most 6 characters: 999, 23.6k, 1.47M, 123G."""
+    n = int(n)
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.{2 if v < 10 else 1 if v < 100 else 0}f}{unit}"
+    return str(n)
+
+
 def print_report(rep, out, width=None):
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     c = Console(file=out, highlight=False, width=width)
@@ -57,21 +68,27 @@ def print_report(rep, out, width=None):
     if "buffers_in_use" in rep:
         t.add_row("buffers in use", str(rep["buffers_in_use"]))
     c.print(t)
-    s = Table(title="per stage / NF (TSC cycles per packet the NF saw)")
-    for col in ("stage", "NF", "replicas/cores", "rx", "tx", "drops", "from cache", "cycles/pkt"):
-        s.add_column(col, justify="right" if col not in ("NF",) else "left")
+    narrow = c.width < 110          # (an 80-column terminal: short numbers and headers)
+    num = _short if narrow else (lambda n: f"{n:,}")
+    s = Table(title="per stage / NF (TSC cycles per packet the NF saw)", box=box.SIMPLE_HEAD if narrow
+              else box.HEAVY_HEAD)
+    heads = (("stage", "NF", "replicas/cores", "rx", "tx", "drops", "from cache", "cycles/pkt") if not narrow
+             else ("st", "NF", "reps/cores", "rx", "tx", "drops", "cached", "cyc/pkt"))
+    for col in heads:
+        s.add_column(col, justify="left" if col == "NF" else "right", no_wrap=col != "NF")
     for k, st in enumerate(rep["stages"]):
         fc = st.get("flow_cache")
-        s.add_row(str(k), "(parse+write-back" + (", flow cache)" if fc else ")"),
+        s.add_row(str(k), ("(parse, write-back" + (", flow cache)" if fc else ")")) if not narrow
+                  else ("(stage" + (", cache)" if fc else ")")),
                   f"{st['replicas']} / {','.join(map(str, st['cores']))}",
-                  f"{st['rx']:,}", "", "", f"{fc['hit_rate']:.1%} hits" if fc else "",
+                  num(st['rx']), "", "", f"{fc['hit_rate']:.1%}{'' if narrow else ' hits'}" if fc else "",
                   f"{st['parse_writeback_cycles_per_packet']:.1f}")
         for name in st["nfs"]:
             nf = rep["nfs"][name]
-            s.add_row("", name, "", f"{nf['rx']:,}", f"{nf['tx']:,}", f"{nf['drops']:,}",
-                      f"{nf['cached']:,}" if fc else "", f"{nf['cycles_per_packet']:.1f}")
-        s.add_row("", "[bold]stage total[/bold]", "", f"{st['rx']:,}", f"{st['tx']:,}",
-                  f"{st['drops']:,}", "", f"{st['cycles_per_packet']:.1f}")
+            s.add_row("", name, "", num(nf['rx']), num(nf['tx']), num(nf['drops']),
+                      num(nf['cached']) if fc else "", f"{nf['cycles_per_packet']:.1f}")
+        s.add_row("", "[bold]total[/bold]" if narrow else "[bold]stage total[/bold]", "", num(st['rx']),
+                  num(st['tx']), num(st['drops']), "", f"{st['cycles_per_packet']:.1f}")
     c.print(s)
     if rep["rings"]:
         r = Table(title="rings (entries in use when polled)")
