@@ -83,3 +83,30 @@ def flow_frames(nflows=60, per_flow=30, seed=4):
         frames.append(mk(src, dst, sport=sp, dport=dp, ident=seqs[k]))
         seqs[k] += 1
     return frames
+
+
+def corpus_runs(files, tmp_dir):
+    """The corpus as few runs, every frame still replayed: the captures with
+    an ordinary header (little-endian, microseconds, no record past the
+    snap length, nothing cut short) merged into one file, in order, and
+    each other capture alone (the readers' corner cases). [(path, frames)]"""
+    import struct
+
+    from pynf.io import pcap
+    merged, runs = [], []
+    for path in files:
+        with open(path, "rb") as f:
+            head = f.read(24)
+        cap = pcap.read(path)
+        snap = struct.unpack("<I", head[16:20])[0] if len(head) == 24 else 0
+        if (cap.notes or head[:4] != struct.pack("<I", 0xA1B2C3D4) or not len(cap)
+                or int(cap.len.max()) > snap):
+            runs.append((path, len(cap)))
+        else:
+            merged += [(cap.frame(i), int(cap.ts_ns[i])) for i in range(len(cap))]
+    out = os.path.join(str(tmp_dir), "corpus-merged.pcap")
+    w = pcap.Writer(out)
+    for frame, ts in merged:
+        w.write(frame, ts)
+    w.close()
+    return [(out, len(merged))] + runs

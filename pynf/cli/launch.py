@@ -90,12 +90,12 @@ def execute(a, err):
         plan.stages.append(planmod.StagePlan([], 1))
         say(err, f"pynf: {tx_why}: a stage on one core gathers the "
                  f"{plan.stages[-2].replicas} replicas' packets for it")
+    rt = Runtime(plan, ctx, opts, io=io)         # (checks the NFs' configurations)
     # cores no other pynf on this host polls (pynf.runtime.cores)
     held = claim(min(plan.workers, a.cores) if a.cores else plan.workers, cpus, runtime_dir())
     if held.note:
         say(err, f"pynf: {held.note}")
     opts.cores = cores = held.cores
-    rt = Runtime(plan, ctx, opts, io=io)
     say(err, f"pynf: {plan.model} {plan.spec}: {plan.workers} worker(s) on cores "
              f"{','.join(map(str, sorted(set(cores[:plan.workers] if plan.workers <= len(cores) else cores))))}, "
              f"io={io.name}, burst {opts.burst}")
