@@ -69,8 +69,9 @@ def test_two_queues_keep_each_flow_on_one_replica():
     from pynf.io.dpdk import backend as dpdk
     from pynf.nf.context import RunContext
     from pynf.runtime.chain import parse
+    from pynf.runtime.options import Options
     from pynf.runtime.report import report
-    from pynf.runtime.runtime import Options, Runtime
+    from pynf.runtime.runtime import Runtime
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(io="dpdk", packets=30000, cores=[0, 1], flows=200)
     rt = Runtime(plan, RunContext(flows=200), opts, io=dpdk.DpdkIO(feed.builtin(200, 64, 1, 2), opts))

@@ -342,14 +342,15 @@ def test_lb_load_makes_the_services_the_files(tmp_path):
     st = lb.make_state(cfg)
     lb.drain_backend(st, (0xC0A80102, 80), (0x0A000001, 80))
 
-    class Rt:                           # what pynf.control.commands.NFControl uses of a Runtime
-        specs, configs = [[load("lb")]], [[cfg]]
-
+    class Mail:                         # what pynf.control.commands.NFControl uses of a Runtime
         def states(self, name):
             return [st]
 
         def control(self, name, fn):
             fn(st)
+
+    class Rt:
+        specs, configs, mail = [[load("lb")]], [[cfg]], Mail()
     ctl = NFControl(Rt(), "lb")
     verb = next(v for v in ctl.spec.verbs if v.words == "lb load")
     f = tmp_path / "services.txt"

@@ -81,8 +81,9 @@ def test_replicated_stage_owns_disjoint_flows():
     from pynf.io.mem.backend import MemIO
     from pynf.nf.context import RunContext
     from pynf.runtime.chain import parse
+    from pynf.runtime.options import Options
     from pynf.runtime.report import report, tsc_hz
-    from pynf.runtime.runtime import Options, Runtime
+    from pynf.runtime.runtime import Runtime
     plan = parse(stages="acl|lb,l3fwd", replicas="1,2")
     opts = Options(packets=60000, cores=[0, 1])
     rt = Runtime(plan, RunContext(flows=500), opts,

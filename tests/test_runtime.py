@@ -115,8 +115,9 @@ def test_two_replicas_split_flows(frame_size):
     from pynf.io.mem.backend import MemIO
     from pynf.nf.context import RunContext
     from pynf.runtime.chain import parse
+    from pynf.runtime.options import Options
     from pynf.runtime.report import report, tsc_hz
-    from pynf.runtime.runtime import Options, Runtime
+    from pynf.runtime.runtime import Runtime
     from pynf.tables import flowtable as conntrack
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
     opts = Options(packets=40000, cores=[0, 1])
@@ -199,8 +200,9 @@ def test_control_change_between_bursts(tmp_path):
     from pynf.nf.context import RunContext
     from pynf.nfs.l3fwd import route_add
     from pynf.runtime.chain import parse
+    from pynf.runtime.options import Options
     from pynf.runtime.report import report, tsc_hz
-    from pynf.runtime.runtime import Options, Runtime
+    from pynf.runtime.runtime import Runtime
     from pynf.traffic.flows import make_flows
     fs = make_flows(64, 1)
     routes = tmp_path / "routes.txt"
@@ -215,7 +217,7 @@ def test_control_change_between_bursts(tmp_path):
     t.start()
     time.sleep(0.5)
     missing = int(fs.dst_ip[0])
-    rt.control("l3fwd", lambda st: route_add(st, missing, 1))
+    rt.mail.control("l3fwd", lambda st: route_add(st, missing, 1))
     before = sum(int(w.drops.sum()) for w in rt.workers)
     t.join()
     rep = report(rt)

@@ -29,8 +29,9 @@ def execute(a, err):
     from pynf.nf.context import RunContext
     from pynf.runtime import chain as planmod
     from pynf.runtime.cores import claim
+    from pynf.runtime.options import Options
     from pynf.runtime.report import report
-    from pynf.runtime.runtime import Options, Runtime
+    from pynf.runtime.runtime import Runtime
 
     if getattr(a, "auto", None):
         raise UsageError("--auto: resolve it first (pynf.measure.placement.choose; the CLI does)")

@@ -10,7 +10,7 @@ returns text (a query) or a Change.
 Every change follows one rule: check and build everything first, off the
 fast path (parse the file, compile the rule set, size the tables), and only
 then hand the change to the workers, who apply it between bursts
-(Runtime.control / replace_state) in every replica; the command returns when
+(pynf.runtime.mailbox: control / replace_state) in every replica; the command returns when
 all have it. A bad command or file raises UsageError / ConfigError before
 anything is handed over, so the running state stays as it was. Replicas hold
 the same control state, so a change that can still fail in a worker (a full
@@ -47,18 +47,18 @@ class NFControl:
 
     def states(self):
         """The replicas' states (read them; change them only through a Change)."""
-        return self.rt.states(self.name)
+        return self.rt.mail.states(self.name)
 
     def read(self, fn):
         """fn(state) in every replica, between bursts (a consistent read)."""
-        self.rt.control(self.name, fn)
+        self.rt.mail.control(self.name, fn)
 
     def apply(self, change):
         """Hand a Change to every replica, between bursts; returns its text."""
         if change.new is not None:
-            self.rt.replace_state(self.name, change.new)
+            self.rt.mail.replace_state(self.name, change.new)
         if change.each is not None:
-            self.rt.control(self.name, change.each)
+            self.rt.mail.control(self.name, change.each)
         if change.config is not None:
             for ss, cs in zip(self.rt.specs, self.rt.configs):
                 for j, sp in enumerate(ss):
@@ -169,12 +169,11 @@ class Commands:
         return out.getvalue()
 
     def scale(self, args):
-        from pynf.control.scale import scale
         from pynf.errors import is_decimal
         words(args, 2, 2, "scale STAGE REPLICAS")
         if not all(is_decimal(a) for a in args):
             raise UsageError("usage: scale STAGE REPLICAS (numbers; STAGE as in the report's stages, 0 first)")
-        return scale(self.rt, int(args[0]), int(args[1]))
+        return self.rt.mail.scale(int(args[0]), int(args[1]))
 
     def set(self, args):
         from pynf.nf import apply_settings

@@ -4,7 +4,7 @@ with one lookup (SpeedyBox's consolidated actions, OVS's flow cache).
 An NF declares `@nf(..., cache=Cacheable(...))` when what it does to a
 packet (its verdict, drop reason and header rewrites) depends only on the
 packet's key and on its own state, which changes only on the control path
-(pynf.runtime.runtime's control and replace_state). The key is what the stage
+(pynf.runtime.mailbox: control and replace_state). The key is what the stage
 received: the 5-tuple, TTL, fragment class, VLAN tag, input port and (in a
 later pipeline stage) the verdict the previous stage gave. An NF that also
 reads something else (payload bytes, a checksum) says so with a `guard`:

@@ -41,7 +41,7 @@ RingIn = namedtuple("RingIn", "rings rr fill")
 # outs: rings fed (addresses), stage: staged handles per ring, cnt: staged count per ring,
 # opts: the RO_* slots of pynf.slots; table: the indirection table, ring of
 # each bucket of the flow hash (RSS++'s: a stage's replicas change by
-# moving buckets, pynf.control.scale)
+# moving buckets, pynf.runtime.scale)
 RingOut = namedtuple("RingOut", "rings stage cnt opts table")
 # the same over DPDK rte_rings (pynf.io.dpdk.kernels)
 RteRingIn = namedtuple("RteRingIn", RingIn._fields)

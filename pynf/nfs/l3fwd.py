@@ -241,7 +241,7 @@ def make_state(cfg):
 
 def route_add(st, ip, port):
     """Control path: add or replace an exact-match route. While a chain
-    runs, call it through Runtime.control("l3fwd", lambda st: route_add(st,
+    runs, call it through rt.mail.control("l3fwd", lambda st: route_add(st,
     ip, port)), which applies it between bursts in every replica."""
     if not 0 <= port < len(st.src_mac):
         raise UsageError(f"l3fwd: port {port} outside 0..{len(st.src_mac) - 1}")

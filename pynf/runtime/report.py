@@ -83,7 +83,7 @@ def nf_stats(rt):
     for ss in rt.specs:
         for sp in ss:
             if sp.stats is not None and sp.name not in out:
-                out[sp.name] = sp.stats(rt.states(sp.name))
+                out[sp.name] = sp.stats(rt.mail.states(sp.name))
     return out
 
 

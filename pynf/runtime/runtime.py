@@ -8,6 +8,12 @@ stages to the rings from the stage before, and the last stage to the
 NIC's transmit side; then runs one pinned thread per worker, each calling
 its compiled loop (no GIL held while it runs).
 
+This file wires and compiles (build, compile), starts and stops (run,
+close) and sums up (totals). A worker's thread is pynf.runtime.worker;
+every change to running workers (control, pause, scale) goes through
+the mailbox, pynf.runtime.mailbox; what a run is asked to do is
+pynf.runtime.options.
+
 Shutdown drains in order: the first stage stops receiving, every later
 stage runs until its upstream has exited and its input rings are empty,
 then every worker gives its cached buffers back, so that at the end no
@@ -18,7 +24,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from numba import typeof
@@ -33,69 +38,10 @@ from pynf.nf import NFError, load
 from pynf.packet.batch import BURST_MAX, make_batch, make_live
 from pynf.packet.drops import MAX_REASONS, NAMES
 from pynf.packet.parse import F_FIRST, F_HOST
+from pynf.runtime.mailbox import Mailbox
 from pynf.runtime.report import process_age, tsc_hz
-from pynf.slots import A_DEADLINE, A_STATES, NF_COLS, W_CONTROL, W_INJ_SENT, W_RX, W_TX, WS_SIZE
-
-SLICE_S = 0.005          # a worker returns to Python this often
-
-
-@dataclass
-class Options:
-    io: str = "mem"
-    burst: int = 32
-    duration: float = None
-    packets: int = None
-    flows: int = 1024
-    frame_size: int = 64
-    rate: float = None          # Gbps, wire rate, whole run
-    pps: float = None           # packets a second, whole run
-    seed: int = 1
-    pcap_in: str = None
-    pcap_out: str = None
-    rx_ports: list = field(default_factory=lambda: [0])
-    tx_ports: list = field(default_factory=lambda: [0, 1])
-    ring_size: int = 1024
-    ring_full: str = "wait"
-    cores: list = None          # CPU ids to pin to; None: this process's affinity
-    eal_args: list = field(default_factory=list)
-    counters: bool = False      # hardware counters per worker (pynf.measure.perf), where available
-    ifaces: list = None         # --iface ports (pynf.control.host.Iface), or None
-    iface_driver: str = "af_packet"
-    host: bool = False          # ports have addresses: ARP goes to the slow path
-    flow_cache: tuple = None    # (entries per stage replica: -1 sized to the flows, 0 off; auto:
-                                # kept while faster), pynf.cli.flags.flow_cache; None: $PYNF_FLOW_CACHE, else auto
-    # set by Runtime.build from the plan, for the backend's sizing:
-    n_workers: int = 0
-    n_tx_queues: int = 0
-    ring_slots: int = 0
-
-
-@dataclass
-class Worker:
-    stage: int
-    replica: int
-    core: int
-    kind: tuple
-    args: list = None
-    loop: object = None
-    ws: np.ndarray = None
-    drops: np.ndarray = None
-    nfstat: np.ndarray = None
-    txstat: np.ndarray = None
-    cache: object = None
-    cap: object = None
-    src: object = None
-    dst: object = None
-    upstream_done: np.ndarray = None
-    flowcache: object = None    # the stage replica's flow cache (pynf.flowcache.ReplicaCache)
-    states: list = None
-    exited: bool = False
-    error: BaseException = None
-    counters: dict = None
-    pending: list = field(default_factory=list)     # control changes to apply between bursts
-    active: bool = True         # False: parked (a replica slot a stage may scale to)
-    parked: bool = False        # (set by the worker itself, under capture_lock)
-    hold: object = None         # a pause request: (stopped Event, resume Event), see pause()
+from pynf.runtime.worker import Worker, work
+from pynf.slots import NF_COLS, W_INJ_SENT, W_RX, W_TX, WS_SIZE
 
 
 def numba_message(err):
@@ -123,11 +69,6 @@ def nf_compile_error(spec, err):
     return f"NF {spec.name} ({where}) does not compile: {msg}"
 
 
-@dataclass
-class _Replacement:
-    state: object
-
-
 class Runtime:
     def __init__(self, plan, ctx, opts, io=None):
         self.plan, self.ctx, self.opts = plan, ctx, opts
@@ -141,8 +82,9 @@ class Runtime:
         self.io = io
         self.workers = []
         self.rings = []          # (stage boundary, producer, consumer, Ring)
-        self.capture_lock = threading.Lock()
-        self.writer = None
+        self.mail = Mailbox(self.workers, self.specs)    # control, pause, scale (pynf.runtime.mailbox)
+        self.writer = None          # --pcap-out (pynf.runtime.worker.flush_capture)
+        self.writer_lock = threading.Lock()
         self.elapsed = 0.0
         self.startup_s = None
         self.running = False
@@ -277,198 +219,6 @@ class Runtime:
 
     # ---- running ----
 
-    def _work(self, w, began=None):
-        try:
-            if hasattr(os, "sched_setaffinity"):
-                try:
-                    os.sched_setaffinity(0, {w.core})
-                except OSError:
-                    pass
-            self.io.thread_init()
-            hw = None
-            if self.opts.counters:
-                from pynf.measure.perf import ThreadCounters
-                hw = ThreadCounters()
-            slice_ticks = int(self.hz * SLICE_S)
-            from pynf.shim import rdtsc
-            args = w.args           # _apply_pending swaps states in place
-            if began is not None:
-                began.set()
-            while True:
-                if not w.active:
-                    self._park(w)
-                args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
-                rc = w.loop(*args)
-                w.flowcache.step(rdtsc())
-                if rc == loops.RC_FLUSH:
-                    self._flush_capture(w)
-                elif rc == loops.RC_DONE:
-                    break
-                if w.pending:
-                    self._apply_pending(w)
-                if w.hold is not None:
-                    self._held(w)
-                if w.stage == 0 and self.stop_input.is_set():
-                    break
-            if hw is not None:
-                w.counters = hw.read()
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            w.error = e
-            self.stop_input.set()
-        finally:
-            self._flush_capture(w)
-            self.io.cache_flush(w.cache)
-            self.io.thread_exit()
-            self._exit(w)
-
-    def _park(self, w):
-        """An inactive replica slot waits here (its state and rings idle)
-        until scaled to, or until its upstream is done, when it runs once
-        more to see its (empty) rings and exit."""
-        with self.capture_lock:
-            w.parked = True
-        try:
-            while not w.active and not w.upstream_done[0]:
-                if w.hold is not None:
-                    self._held(w)
-                time.sleep(0.002)
-        finally:
-            with self.capture_lock:
-                w.parked = False
-            if w.pending:
-                self._apply_pending(w)
-
-    def _held(self, w):
-        stopped, resume = w.hold
-        stopped.set()
-        resume.wait()
-        w.hold = None
-
-    def pause(self, workers, timeout=5.0):
-        """Stop these workers between bursts (parked ones too) and keep them
-        stopped until resume(); returns once all have stopped. Nothing is
-        lost: a paused stage's input waits in its rings or its NIC queues."""
-        held = []
-        for w in workers:
-            if w.exited:
-                continue
-            h = (threading.Event(), threading.Event())
-            w.hold = h
-            w.ws[W_CONTROL] = 1
-            held.append((w, h))
-        for w, (stopped, _) in held:
-            if not stopped.wait(timeout) and not w.exited:
-                self.resume([x for x, _ in held])
-                raise RuntimeFailure(f"pause: worker s{w.stage}r{w.replica} did not stop within {timeout} s")
-        return held
-
-    def resume(self, workers):
-        for w in workers:
-            h = w.hold
-            if h is not None:
-                h[1].set()
-        for w in workers:
-            w.ws[W_CONTROL] = 0
-
-    def _apply_pending(self, w):
-        with self.capture_lock:
-            todo, w.pending = w.pending, []
-            w.ws[W_CONTROL] = 0
-        for job in todo:
-            self._apply(w, *job)
-
-    @staticmethod
-    def _apply(w, j, fn, done, errs):
-        """Run one control change on worker w's state of its NF j: fn(state)
-        changes the state in place, or returns a _Replacement (from
-        replace_state) whose state the loop gets from its next call."""
-        try:
-            new = fn(w.states[j])
-            if isinstance(new, _Replacement):
-                w.states[j] = new.state
-                w.args[A_STATES + j] = new.state
-        except Exception as e:  # noqa: BLE001 - handed to control()'s caller
-            errs.append(e)
-        finally:
-            w.flowcache.invalidate()       # (a refused change may have done part of its work)
-            done.set()
-
-    def _places(self, nf_name):
-        """(worker, index in its stage) of each replica of NF nf_name."""
-        out = [(w, j) for w in self.workers for j, spec in enumerate(self.specs[w.stage])
-               if spec.name == nf_name]
-        if not out:
-            raise UsageError(f"control: no NF {nf_name!r} in this chain")
-        return out
-
-    def control(self, nf_name, fn, timeout=5.0):
-        """Apply fn(state) to NF nf_name's state in every replica, between
-        bursts: each worker runs it on its own replica's state when its loop
-        next returns (within a few ms), so the fast path never sees a half
-        change and no lock is taken on it. Blocks until all replicas have it.
-        fn changes the state in place (what it returns is ignored)."""
-        self._dispatch([(w, j, fn) for w, j in self._places(nf_name)], timeout)
-
-    def replace_state(self, nf_name, make, timeout=5.0):
-        """Swap NF nf_name's state in every replica for make(old state), built
-        here, off the fast path; each worker takes its new state between
-        bursts. The new state must have the old one's Numba type (same
-        namedtuple, array dtypes and dimensions; sizes may differ), so the
-        compiled stage runs it without recompiling."""
-        jobs = []
-        for w, j in self._places(nf_name):
-            new = make(w.states[j])
-            if typeof(new) != typeof(w.states[j]):
-                raise RuntimeFailure(f"control: {nf_name}'s new state has another type "
-                                     f"({typeof(new)}) than the running one")
-            rep = _Replacement(new)
-            jobs.append((w, j, lambda st, rep=rep: rep))
-        self._dispatch(jobs, timeout)
-
-    def states(self, nf_name):
-        """NF nf_name's state in each replica (to read on the control path)."""
-        return [w.states[j] for w, j in self._places(nf_name)]
-
-    def _dispatch(self, jobs, timeout):
-        waits, errs = [], []
-        for w, j, fn in jobs:
-            done = threading.Event()
-            with self.capture_lock:
-                if w.exited or w.parked or not self.running:     # not in its loop: apply here
-                    self._apply(w, j, fn, done, errs)
-                    continue
-                w.pending.append((j, fn, done, errs))
-                w.ws[W_CONTROL] = 1             # the loop returns after its burst
-            waits.append(done)
-        for done in waits:
-            if not done.wait(timeout):
-                raise RuntimeFailure(f"control: a worker did not apply the change within {timeout} s")
-        if errs:
-            raise errs[0]
-
-    def _exit(self, w):
-        with self.capture_lock:
-            w.exited = True
-            for job in w.pending:       # exiting: apply what is left, unblock control()
-                self._apply(w, *job)
-            w.pending = []
-            s = w.stage
-            if all(x.exited for x in self.workers if x.stage == s):
-                for x in self.workers:
-                    if x.stage == s + 1:
-                        x.upstream_done[0] = 1
-
-    def _flush_capture(self, w):
-        if self.writer is None or w.cap is None or w.cap.st[0] == 0:
-            return
-        n = int(w.cap.st[0])
-        rec = w.cap.rec[:n]
-        ts = self.wall0_ns + ((rec[:, 2] - self.tsc0) * 1e9 / self.hz).astype(np.int64)
-        with self.capture_lock:
-            self.writer.write_many(w.cap.mem, rec[:, 0], rec[:, 1], ts)
-        w.cap.st[0] = 0
-        w.cap.st[1] = 0
-
     def run(self, progress=None, started=None):
         """Run until the duration, the packet count or the input ends.
         started(), where given, is called once the slow path runs and every
@@ -480,10 +230,10 @@ class Runtime:
             self.writer = pcap.Writer(opts.pcap_out)
         self.tsc0, self.wall0_ns = rdtsc(), time.time_ns()
         began = [threading.Event() for _ in self.workers]
-        threads = [threading.Thread(target=self._work, args=(w, e), daemon=True,
-                                    name=f"pynf-s{w.stage}r{w.replica}") for w, e in zip(self.workers, began)]
+        threads = [threading.Thread(target=work, args=(self, w, e), daemon=True,
+                                    name=f"pynf-{w.name}") for w, e in zip(self.workers, began)]
         self.t0 = t0 = time.perf_counter()
-        self.running = True
+        self.running = self.mail.open = True
         if self.slow is not None:
             self.slow.start()
         for t in threads:
@@ -511,8 +261,8 @@ class Runtime:
         self.elapsed = time.perf_counter() - t0
         if self.slow is not None:
             self.slow.stop()
-        with self.capture_lock:
-            self.running = False
+        with self.mail.lock:
+            self.running = self.mail.open = False
         if self.writer is not None:
             self.writer.close()
         errs = [w.error for w in self.workers if w.error is not None]

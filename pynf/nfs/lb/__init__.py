@@ -74,7 +74,7 @@ Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,
             entries closed by FIN/RST, replies rewritten without an entry.
 Control:    add_backend, remove_backend (and flush its flows),
             drain_backend (no new flows), flush_flows: plain Python over
-            the state arrays; call them through Runtime.control so each
+            the state arrays; call them through the mailbox (rt.mail.control) so each
             replica applies them between bursts. set_clock(st, seconds)
             fixes the NF's clock (tests simulate time passing: it sets
             st.ctl[CLOCK], which overrides the TSC when >= 0).

@@ -1,4 +1,4 @@
-"""Scaling: moving flows between replicas (pynf.control.scale)."""
+"""Scaling: moving flows between replicas (pynf.runtime.scale)."""
 
 import numpy as np
 

@@ -347,7 +347,7 @@ def services(st):
 
 def flow_rows(st, limit):
     """Up to `limit` flow entries, as (k0, k1, value, meta) rows (a copy;
-    take it between bursts, through Runtime.control)."""
+    take it between bursts, through the mailbox (rt.mail.control))."""
     e = ct.entries(st.flows)
     return e[np.flatnonzero(e[:, 1] != 0)[:limit]].copy()
 

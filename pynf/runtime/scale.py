@@ -1,5 +1,6 @@
-"""`pynf ctl scale STAGE REPLICAS`: change a stage's replica count while
-traffic flows, keeping each flow's state and order.
+"""Scaling a stage while traffic flows (`pynf ctl scale STAGE REPLICAS`,
+Mailbox.scale): its replica count changes, each flow keeps its state and
+order.
 
 Packets reach a stage's replicas through its upstream stage's rings, by
 an indirection table: bucket hash5(5-tuple) & (BUCKETS - 1) -> replica (as
@@ -62,7 +63,7 @@ def _empty(workers):
     return all(rings_empty(w.src) for w in workers)
 
 
-def _drain(rt, workers, timeout, what):
+def _drain(workers, timeout, what):
     t0 = time.perf_counter()
     while not _empty(workers):
         if time.perf_counter() - t0 > timeout:
@@ -70,44 +71,46 @@ def _drain(rt, workers, timeout, what):
         time.sleep(0.0005)
 
 
-def scale(rt, stage, replicas, timeout=5.0):
-    """Scale stage `stage` to `replicas` replicas; a line saying what moved."""
-    n = len(rt.plan.stages)
+def scale(mail, stage, replicas, timeout=5.0):
+    """Scale stage `stage` to `replicas` replicas, through the mailbox
+    (pynf.runtime.mailbox) that pauses and resumes its workers; a line
+    saying what moved."""
+    n = len(mail.specs)
     if not 0 <= stage < n:
         raise UsageError(f"scale: no stage {stage} (stages 0..{n - 1})")
     if stage == 0:
         raise UsageError("scale: stage 0 reads the NIC's queues; put a stage in front "
                          "(a dispatch stage: --stages \"|CHAIN\") and scale the one behind it")
-    mine = sorted((w for w in rt.workers if w.stage == stage), key=lambda w: w.replica)
+    mine = sorted((w for w in mail.workers if w.stage == stage), key=lambda w: w.replica)
     if not 1 <= replicas <= len(mine):
         raise UsageError(f"scale: stage {stage} has room for 1..{len(mine)} replicas "
                          f"(start it with --scale-max N for more)")
     cur = sum(1 for w in mine if w.active)
     if replicas == cur:
         return f"stage {stage}: already {cur} replica(s)\n"
-    if not rt.running:
+    if not mail.open:
         raise UsageError("scale: the chain is not running")
-    up = [w for w in rt.workers if w.stage == stage - 1]
-    down = [w for w in rt.workers if w.stage == stage + 1]
+    up = [w for w in mail.workers if w.stage == stage - 1]
+    down = [w for w in mail.workers if w.stage == stage + 1]
     old = up[0].dst.table.copy()
     new = new_table(old, cur, replicas)
     moving = old != new
     # compile (or load) what runs while paused before pausing: a first
     # migrate with nothing moving, a first look at the rings
-    for j, spec in enumerate(rt.specs[stage]):
+    for j, spec in enumerate(mail.specs[stage]):
         if spec.migrate is not None:
             spec.migrate(mine[0].states[j], mine[0].states[j], np.zeros(BUCKETS, dtype=np.bool_))
     _empty(mine)
     t0 = time.perf_counter()
     moved = 0
-    rt.pause(up, timeout)
+    mail.pause(up, timeout)
     try:
-        _drain(rt, mine, timeout, f"stage {stage}'s input")
-        rt.pause(mine, timeout)
+        _drain(mine, timeout, f"stage {stage}'s input")
+        mail.pause(mine, timeout)
         try:
             if down:
-                _drain(rt, down, timeout, f"stage {stage}'s output")
-            for j, spec in enumerate(rt.specs[stage]):
+                _drain(down, timeout, f"stage {stage}'s output")
+            for j, spec in enumerate(mail.specs[stage]):
                 if spec.migrate is None:
                     continue
                 for a in range(len(mine)):
@@ -121,9 +124,9 @@ def scale(rt, stage, replicas, timeout=5.0):
                 w.active = w.replica < replicas
                 w.flowcache.invalidate()        # its flows' state may have moved in or out
         finally:
-            rt.resume(mine)
+            mail.resume(mine)
     finally:
-        rt.resume(up)
+        mail.resume(up)
     ms = (time.perf_counter() - t0) * 1e3
     return (f"stage {stage}: {cur} -> {replicas} replica(s); {int(moving.sum())} of {BUCKETS} buckets "
             f"and {moved} flow entries moved; paused {ms:.1f} ms\n")
