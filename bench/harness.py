@@ -18,8 +18,8 @@ from pynf.io.mem.pool import SLOT
 from pynf.nf import load
 from pynf.nf.context import RunContext
 from pynf.packet.batch import make_batch, make_live
+from pynf.packet.clock import tsc_hz
 from pynf.packet.drops import MAX_REASONS
-from pynf.runtime.report import tsc_hz
 from pynf.slots import NF_COLS, NF_CYCLES, NF_TIMED
 
 RING = 8            # bursts of buffers in rotation: a mempool cache reuses buffers LIFO

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from pynf.compiler.intrinsics import rdtsc
-from pynf.runtime.report import tsc_hz
+from pynf.packet.clock import tsc_hz
 from pynf.tables import lpm
 
 BURST = 32

@@ -58,7 +58,7 @@ def machine(io):
     except OSError:
         pass
     info["caches"] = ", ".join(caches) or "?"
-    from pynf.runtime.report import tsc_hz
+    from pynf.packet.clock import tsc_hz
     info["tsc_ghz"] = round(tsc_hz() / 1e9, 3)
     if io == "dpdk":
         r = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True, text=True)

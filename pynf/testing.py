@@ -21,6 +21,7 @@ from pynf.compiler.stage import compile_stage, reason_codes
 from pynf.nf import load
 from pynf.nf.context import RunContext
 from pynf.packet.batch import BURST_MAX, DATAROOM, HEADROOM, make_batch, make_live
+from pynf.packet.clock import C_FIXED, C_NOW, rebase
 from pynf.packet.drops import MAX_REASONS, NAMES, PUNT_BASE, punt_owner
 from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.slots import NF_COLS
@@ -67,9 +68,22 @@ class Chain:
         self.batch = make_batch(self.mem, BURST_MAX)
         self.live = make_live(BURST_MAX)
 
+    def set_time(self, ns):
+        """Fix the NFs' clock (pynf.nf.now) at ns nanoseconds; None: the
+        live clock again."""
+        self.batch.clock[C_FIXED] = -1 if ns is None else int(ns)
+        self.batch.clock[C_NOW] = -1            # (the live clock starts from the host's again)
+
+    def advance(self, ns):
+        """Move a fixed clock on by ns nanoseconds (SECOND is one second)."""
+        if self.batch.clock[C_FIXED] < 0:
+            raise ValueError("advance: the clock is live; fix it with set_time first")
+        self.batch.clock[C_FIXED] += int(ns)
+
     def run(self, frames, burst=32, in_port=0):
         """(verdicts, frames after the chain) for a list of frames (bytes)."""
         mem, b = self.mem, self.batch
+        rebase(b.clock)
         verdicts, outs = [], []
         for start in range(0, len(frames), burst):
             chunk = frames[start:start + burst]

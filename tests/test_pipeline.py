@@ -80,9 +80,10 @@ def test_replicated_stage_owns_disjoint_flows():
     from pynf.io import feed
     from pynf.io.mem.backend import MemIO
     from pynf.nf.context import RunContext
+    from pynf.packet.clock import tsc_hz
     from pynf.runtime.chain import parse
     from pynf.runtime.options import Options
-    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.report import report
     from pynf.runtime.runtime import Runtime
     plan = parse(stages="acl|lb,l3fwd", replicas="1,2")
     opts = Options(packets=60000, cores=[0, 1])

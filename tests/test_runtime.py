@@ -114,9 +114,10 @@ def test_two_replicas_split_flows(frame_size):
     from pynf.io import feed
     from pynf.io.mem.backend import MemIO
     from pynf.nf.context import RunContext
+    from pynf.packet.clock import tsc_hz
     from pynf.runtime.chain import parse
     from pynf.runtime.options import Options
-    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.report import report
     from pynf.runtime.runtime import Runtime
     from pynf.tables import flowtable as conntrack
     plan = parse(rtc="acl,lb,l3fwd", cores=2)
@@ -199,9 +200,10 @@ def test_control_change_between_bursts(tmp_path):
     from pynf.io.mem.backend import MemIO
     from pynf.nf.context import RunContext
     from pynf.nfs.l3fwd import route_add
+    from pynf.packet.clock import tsc_hz
     from pynf.runtime.chain import parse
     from pynf.runtime.options import Options
-    from pynf.runtime.report import report, tsc_hz
+    from pynf.runtime.report import report
     from pynf.runtime.runtime import Runtime
     from pynf.traffic.flows import make_flows
     fs = make_flows(64, 1)

@@ -165,7 +165,7 @@ def _make_io(a, plan, opts, err):
     from pynf.io import feed as feedmod
     from pynf.io.dpdk import backend as dpdkmod
     from pynf.io.mem.backend import MemIO
-    from pynf.runtime.report import tsc_hz
+    from pynf.packet.clock import tsc_hz
     io_kind = a.io
     if io_kind is None:
         io_kind = "dpdk" if dpdkmod.available() else "mem"

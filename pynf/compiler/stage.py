@@ -102,6 +102,7 @@ _TEMPLATE = '''\
 from pynf.compiler.jit import hot
 from pynf.compiler.intrinsics import rdtsc
 from pynf.nf import kernel
+from pynf.packet.clock import C_NOW
 from pynf.packet.parse import parse_into
 from pynf.slots import NF_BURSTS, NF_CACHED, NF_CYCLES, NF_DROPS, NF_PUNTED, NF_RX, NF_TIMED, NF_TX
 from pynf.compiler.stage import settle, gather_punted
@@ -116,6 +117,7 @@ def stage(b, live, n, flags, drops, nfstat, fc{states}):
     # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
     # about 30 cycles, which timed on every burst would add a cycle per
     # packet per NF. The stage's total is timed on every burst by its loop.
+    b.clock[C_NOW] = -1            # a new burst: its first now() reads the clock
     timed = (nfstat[{k}, NF_BURSTS] & {sample_mask}) == 0
     nfstat[{k}, NF_BURSTS] += 1
     t = 0

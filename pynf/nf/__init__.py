@@ -2,6 +2,7 @@
 
     from pynf.nf import DROP, drop, nf, slowpath
     from pynf.nf import File, Verb, Change     # files it reads, `pynf ctl` verbs
+    from pynf.nf import SECOND, now            # the burst's time, in ns
 
 pynf.nf.spec holds the decorator and the registry; pynf.nf.declare the
 files and control verbs an NF declares; pynf.nf.context what a
@@ -26,7 +27,8 @@ from pynf.nf.spec import (
     registered,
     slowpath,
 )
+from pynf.packet.clock import SECOND, now
 
-__all__ = ["DROP", "MAX_PORT", "SLOWPATH", "WRITABLE", "Change", "File", "NFError", "NFSpec", "Verb",
+__all__ = ["DROP", "MAX_PORT", "SECOND", "SLOWPATH", "WRITABLE", "Change", "File", "NFError", "NFSpec", "Verb",
            "apply_settings", "available", "cache_hook", "drop", "fields_used", "kernel", "load", "nf",
-           "registered", "slowpath"]
+           "now", "registered", "slowpath"]

@@ -27,6 +27,7 @@ NFs live in pynf/nfs/<name>.py; `pynf run --rtc acl,path/to/mine.py:counter`
 loads one from any file.
 """
 import ast
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -212,7 +213,7 @@ class NFSpec:
             raise NFError(f"NF {self.name}: form name {name!r} must be snake_case and new")
 
         def wrap(fn):
-            f = _form(self.name, name, fn, when)
+            f = _form(self.name, name, fn, when, ndrops=len(self.drops))
             self.forms.append(f)
             return f
         return wrap
@@ -250,16 +251,109 @@ class NFSpec:
                 raise UsageError(f"--set {self.name}.{next(iter(settings))}: NF {self.name} has no settings")
             return None
         maker = getattr(self.config, "from_context", None)
-        cfg = maker(ctx) if maker is not None else self.config()
-        return apply_settings(self.name, cfg, settings)     # (validates, settings or not)
+        with _one_line(self, "configuration"):
+            cfg = maker(ctx) if maker is not None else self.config()
+            return apply_settings(self.name, cfg, settings)     # (validates, settings or not)
 
     def make_state(self, config):
         if self.state is None:
             return ()
-        return self.state(config) if self.config is not None else self.state()
+        with _one_line(self, "state"):
+            return self.state(config) if self.config is not None else self.state()
 
 
-def _form(nf_name, name, fn, when, per_packet=None):
+@contextlib.contextmanager
+def _one_line(spec, what):
+    """An error raised by an NF's own set-up code (from_context, validate(),
+    the state function) becomes one line naming the NF (NFError: exit 2);
+    pynf's own errors (a bad file's line, a bad --set) pass as they are."""
+    from pynf.errors import ConfigError
+    try:
+        yield
+    except (UsageError, NFError, ConfigError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the NF author's code: any error is theirs
+        msg = str(e) or type(e).__name__
+        if not isinstance(e, ValueError):
+            msg = f"{type(e).__name__}: {msg}"
+        raise NFError(f"NF {spec.name}: {what}: {msg}") from None
+
+
+def _check_uses(nf_name, fn, ndrops, line, fields):
+    """What can be checked of an NF's function before it compiles: every
+    pkts.X it uses is a Batch field, and every drop(k) with k known here (a
+    number or a module constant) and every DROP is one of its declared
+    reasons. (A k computed at run time that is out of range is counted as
+    `bad_verdict`.)"""
+    from pynf.packet.batch import Batch
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        tree = ast.Module(body=[], type_ignores=[])
+    unknown = sorted(set(fields) - set(Batch._fields))
+    if unknown:
+        at = next((n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == unknown[0]), 1)
+        raise NFError(f"NF {nf_name} ({inspect.getsourcefile(fn)}:{line + at - 1}): pkts.{unknown[0]} is not "
+                      f"a batch field (fields: {', '.join(Batch._fields)})")
+    _check_raw(nf_name, fn, 0, line)
+    names = getattr(fn, "__globals__", {})
+    for node in ast.walk(tree):
+        k = None
+        if isinstance(node, ast.Name) and node.id == "DROP" and names.get("DROP") is DROP:
+            k = 0
+        elif (isinstance(node, ast.Call) and len(node.args) == 1
+              and getattr(node.func, "id", getattr(node.func, "attr", None)) == "drop"):
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant):
+                k = arg.value
+            elif isinstance(arg, ast.Name) and arg.id in names:
+                k = names[arg.id]
+            if not isinstance(k, int) or isinstance(k, bool):
+                continue
+        if k is not None and not 0 <= k < ndrops:
+            said = f"drop({k})" if not isinstance(node, ast.Name) else "DROP (drop(0))"
+            raise NFError(f"NF {nf_name} ({inspect.getsourcefile(fn)}:{line + node.lineno - 1}): {said} "
+                          f"but it declares {ndrops} drop reason(s)"
+                          + ("; name them in @nf(drops=(...))" if ndrops == 0 else f" (drop(0)..drop({ndrops - 1}))"))
+
+
+RAW = ("mem", "off", "clock")       # batch fields an NF reaches only through helpers
+
+
+def _check_raw(nf_name, fn, arg, line, seen=None):
+    """Refuse pkts.mem / pkts.off / pkts.clock in an NF outside pynf's
+    library and in the helpers of its own module it hands the batch to
+    (pynf.nf.access and pynf.nf.now are how an NF reads bytes and time)."""
+    fn = getattr(fn, "py_func", fn)
+    mod = getattr(fn, "__module__", "") or ""
+    seen = set() if seen is None else seen
+    if mod.startswith("pynf.") or fn in seen:
+        return
+    seen.add(fn)
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return
+    func = tree.body[0]
+    if not isinstance(func, ast.FunctionDef) or len(func.args.args) <= arg:
+        return
+    pk = func.args.args[arg].arg
+    for node in ast.walk(func):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == pk \
+                and node.attr in RAW:
+            helper = "now(pkts)" if node.attr == "clock" else "pynf.nf.access (load8, payload, byte, equal, ...)"
+            raise NFError(f"NF {nf_name} ({inspect.getsourcefile(fn)}:{first + node.lineno - 1}): "
+                          f"pkts.{node.attr} is not part of the NF API: use {helper}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            for k, a in enumerate(node.args):
+                if isinstance(a, ast.Name) and a.id == pk:
+                    helper = getattr(fn, "__globals__", {}).get(node.func.id)
+                    if helper is not None and getattr(getattr(helper, "py_func", helper), "__module__", None) == mod:
+                        _check_raw(nf_name, helper, k, line, seen)
+
+
+def _form(nf_name, name, fn, when, per_packet=None, ndrops=0):
     """A Form of function fn: its signature says burst or per packet."""
     params = list(inspect.signature(fn).parameters)
     if per_packet is not None and len(params) != (3 if per_packet else 4):
@@ -270,8 +364,9 @@ def _form(nf_name, name, fn, when, per_packet=None):
                       f"or (pkts, i, state) per packet; not ({', '.join(params)})")
     per_packet = len(params) == 3
     reads, wrote = fields_used(fn)
-    kern = hot(inline="always")(fn) if per_packet else hot(fn)
     line = inspect.getsourcelines(fn)[1] if inspect.getsourcefile(fn) else 0
+    _check_uses(nf_name, fn, ndrops, line, reads | wrote)
+    kern = hot(inline="always")(fn) if per_packet else hot(fn)
     return Form(name, kern, fn, per_packet, frozenset(reads), frozenset(wrote), when, line)
 
 
@@ -333,7 +428,7 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=()
 
     def wrap(fn):
         src = inspect.getsourcefile(fn) or ""
-        form = _form(name, "default", fn, None, per_packet)
+        form = _form(name, "default", fn, None, per_packet, len(drops))
         spec = NFSpec(name=name, forms=[form], drops=tuple(drops),
                       config=config, state=state, slow=slow, writes_for=writes,
                       files=tuple(files), verbs=tuple(verbs), live=dict(live or {}), stats=stats,

@@ -12,12 +12,15 @@ and the verdict:
             stage has counted a drop, port is -1 - (its reason code)
 Read-only: off, len, l3, l4, vlan, proto, frag, in_port, mem.
 `tag`: scratch an NF may set for the flow cache (its Cacheable.replay).
+`clock`: not per packet: the burst's time, for pynf.packet.clock.now.
 `frag` is 0 (not a fragment), 1 (first fragment), 2 (non-first fragment:
 ports are 0 and there is no L4 header to write).
 """
 from collections import namedtuple
 
 import numpy as np
+
+from pynf.packet.clock import make_clock
 
 BURST_DEFAULT = 32      # DPDK's customary burst
 BURST_MAX = 256         # header arrays are sized for this
@@ -43,6 +46,7 @@ Batch = namedtuple("Batch", [
     "dport",     # uint16
     "port",      # int32     verdict
     "tag",       # int64     an NF's note for the flow cache's replay (pynf.flowcache)
+    "clock",     # int64[CLOCK_SIZE]  the burst's clock: read it with pynf.nf.now(pkts)
 ])
 
 _FIELD_TYPES = dict(
@@ -58,7 +62,7 @@ def make_batch(mem, size=BURST_MAX):
     if mem.dtype != np.uint8 or mem.ndim != 1:
         raise TypeError("packet memory must be a 1-d uint8 array")
     arrays = {k: np.zeros(size, dtype=t) for k, t in _FIELD_TYPES.items()}
-    return Batch(mem=mem, **arrays)
+    return Batch(mem=mem, clock=make_clock(), **arrays)
 
 
 def make_live(size=BURST_MAX):

@@ -26,24 +26,6 @@ from pynf.slots import (
 )
 from pynf.traffic.templates import FCS, WIRE_OVERHEAD
 
-_HZ = None
-
-
-def tsc_hz():
-    """TSC ticks per second, measured once against the monotonic clock."""
-    global _HZ
-    if _HZ is None:
-        from pynf.shim import rdtsc
-        best = None
-        for _ in range(3):
-            c0, t0 = rdtsc(), time.perf_counter()
-            time.sleep(0.02)
-            c1, t1 = rdtsc(), time.perf_counter()
-            hz = (c1 - c0) / (t1 - t0)
-            best = hz if best is None else max(best, hz)
-        _HZ = best
-    return _HZ
-
 
 def process_age():
     """Seconds since this process started (Linux /proc; None elsewhere)."""

@@ -36,10 +36,11 @@ from pynf.compiler.jit import NO_JIT
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.nf import NFError, load
 from pynf.packet.batch import BURST_MAX, make_batch, make_live
+from pynf.packet.clock import tsc_hz
 from pynf.packet.drops import MAX_REASONS, NAMES
 from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.runtime.mailbox import Mailbox
-from pynf.runtime.report import process_age, tsc_hz
+from pynf.runtime.report import process_age
 from pynf.runtime.worker import Worker, work
 from pynf.slots import NF_COLS, W_INJ_SENT, W_RX, W_TX, WS_SIZE
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pynf.compiler import loops
+from pynf.packet.clock import rebase
 from pynf.slots import A_DEADLINE
 
 SLICE_S = 0.005          # a worker returns to Python this often
@@ -68,11 +69,13 @@ def work(rt, w, began=None):
             hw = ThreadCounters()
         slice_ticks = int(rt.hz * SLICE_S)
         args = w.args           # the mailbox swaps states in place
+        clock = args[0].clock   # the batch's (pynf.packet.clock)
         if began is not None:
             began.set()
         while True:
             if not w.active:
                 mail.park(w)
+            rebase(clock)
             args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
             rc = w.loop(*args)
             w.flowcache.step(rdtsc())

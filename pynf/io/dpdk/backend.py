@@ -216,7 +216,7 @@ class DpdkIO:
         self._check_numa(infos, opts)
         self.txmap = np.arange(len(tx), dtype=np.int32)
         self.say(self._describe(infos, nq, ntx, rss))
-        from pynf.runtime.report import tsc_hz
+        from pynf.packet.clock import tsc_hz
         hz = tsc_hz()
         for k in range(nq):
             budget = -1

@@ -163,7 +163,7 @@ def ticks_per_second():
     (pynf.compiler.intrinsics.rdtsc)."""
     if NO_JIT:
         return 1e9
-    from pynf.runtime.report import tsc_hz
+    from pynf.packet.clock import tsc_hz
     return tsc_hz()
 
 
