@@ -35,6 +35,7 @@ NF_COLS = 8
 RO_POLICY = 0       # P_WAIT or P_DROP when a ring is full
 RO_FULL = 1         # times a ring was found full
 RO_WAIT_CYCLES = 2  # TSC cycles spent waiting for room (kept out of W_BUSY's work)
+RO_KEY = 3          # what the next stage steers by (a K_* code of pynf.packet.keys)
 
 # A worker loop's arguments (pynf.compiler.loops.LOOP's signature)
 A_DEADLINE = 13     # TSC value at which the loop returns to Python

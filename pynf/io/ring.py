@@ -2,7 +2,8 @@
 
 Between a stage of U replicas and the next of D replicas there are U x D
 rings, each single-producer/single-consumer; a packet goes to downstream
-replica hash5(5-tuple) mod D, so a flow always meets the same replica (and
+replica hash5(5-tuple) mod D (or the hash of the key the next stage's NFs
+declare: pynf.packet.keys), so a flow always meets the same replica (and
 its state) and keeps its order. What the next stage needs besides the bytes
 travels in the ring entry itself, beside the buffer index: the verdict port,
 the input port and the frame length (pack_entry), so no second cache line
@@ -33,8 +34,8 @@ from pynf.compiler.jit import hot
 from pynf.io.mem.pool import SLOT, cache_put
 from pynf.packet.batch import BURST_MAX, HEADROOM
 from pynf.packet.drops import PUNT_BASE, R_NO_SLOWPATH, R_RING_FULL
-from pynf.slots import RO_FULL, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_TX
-from pynf.tables.hashing import hash5
+from pynf.packet.keys import K_FLOW, key_hash
+from pynf.slots import RO_FULL, RO_KEY, RO_POLICY, RO_WAIT_CYCLES, W_RX, W_RX_BYTES, W_TX
 
 # ins: rings polled (addresses), rr: [next ring], fill: per ring [polls, sum of counts, max]
 RingIn = namedtuple("RingIn", "rings rr fill")
@@ -65,7 +66,7 @@ def make_ring_out(addrs, policy, active=None, rte=False):
     n = len(addrs)
     return (RteRingOut if rte else RingOut)(
         np.array(addrs, dtype=np.uint64), np.zeros((n, BURST_MAX), dtype=np.uint64),
-        np.zeros(n, dtype=np.int64), np.array([policy, 0, 0], dtype=np.int64), spread(n, active))
+        np.zeros(n, dtype=np.int64), np.array([policy, 0, 0, K_FLOW], dtype=np.int64), spread(n, active))
 
 
 # ---- what differs between the two kinds (compiled code only) ----
@@ -128,10 +129,11 @@ def _ov_free(ro, r, at, n, frees):
 
 @hot(inline="always")
 def stage(ro, b, i, entry):
-    """Stage packet i's ring entry for the replica that holds its flow."""
+    """Stage packet i's ring entry for the replica that holds its key's
+    state (its flow, unless the next stage's NFs say otherwise)."""
     r = 0
     if len(ro.rings) > 1:
-        r = ro.table[hash5(b.src_ip[i], b.dst_ip[i], b.sport[i], b.dport[i], b.proto[i]) & (BUCKETS - 1)]
+        r = ro.table[key_hash(ro.opts[RO_KEY], b, i) & (BUCKETS - 1)]
     ro.stage[r, ro.cnt[r]] = entry
     ro.cnt[r] += 1
 

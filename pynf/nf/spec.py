@@ -198,6 +198,8 @@ class NFSpec:
     stats: object = None        # [replica states] -> {name: number}, for `stats` and /metrics
     migrate: object = None      # (from state, to state, bucket mask) -> entries moved (scaling)
     cache: object = None        # pynf.flowcache.Cacheable, or None: never served from the flow cache
+    counters: tuple = ()        # names of state.counters[k], summed over replicas into the stats
+    key: str = None             # what its state is keyed by (pynf.packet.keys), or None: no per-key state
 
     # the default form's parts (what a single-form NF is)
     kernel = property(lambda self: self.forms[0].kernel)
@@ -259,7 +261,32 @@ class NFSpec:
         if self.state is None:
             return ()
         with _one_line(self, "state"):
-            return self.state(config) if self.config is not None else self.state()
+            st = self.state(config) if self.config is not None else self.state()
+        if self.counters:
+            c = getattr(st, "counters", None)
+            if not (hasattr(c, "dtype") and c.dtype.kind == "i" and c.ndim == 1 and len(c) >= len(self.counters)):
+                raise NFError(f"NF {self.name}: declares counters={self.counters!r}, so its state wants a field "
+                              f"'counters': an int64 array of {len(self.counters)}")
+        return st
+
+    def stats_of(self, states):
+        """{name: number} for the report, `pynf ctl stats` and /metrics, from
+        the states of all replicas: what stats= computes, each declared
+        counter (NAME_total, summed), and each map in the state
+        (pynf.nf.blocks: FIELD_entries, FIELD_expired_total, ...)."""
+        from pynf.nf.blocks import MapState, map_stats
+        out = {}
+        fields = getattr(states[0], "_fields", ()) if states else ()
+        for f in fields:
+            if isinstance(getattr(states[0], f), MapState):
+                for st in states:
+                    for k, v in map_stats(getattr(st, f)).items():
+                        out[f"{f}_{k}"] = out.get(f"{f}_{k}", 0) + v
+        for k, name in enumerate(self.counters):
+            out[f"{name}_total"] = sum(int(st.counters[k]) for st in states)
+        if self.stats is not None:
+            out.update(self.stats(states))
+        return out
 
 
 @contextlib.contextmanager
@@ -374,7 +401,7 @@ _REGISTRY = {}
 
 
 def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=(), verbs=(), live=None,
-       stats=None, migrate=None, cache=None, per_packet=None):
+       stats=None, migrate=None, cache=None, per_packet=None, counters=(), key=None):
     """Register the decorated function as NF `name` (the CLI token).
 
     The function is fn(pkts, live, n, state) over a burst (live[:n] lists
@@ -393,6 +420,14 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=()
     flags, the commands, their help and reload from them.
     live: {setting: apply(state, new_config)}: the settings `pynf ctl set`
     may change while the NF runs; apply makes a replica's state follow.
+    key: what its state is keyed by: "flow" (5-tuple), "src", "dst", a
+    header field ("dport", "proto", "in_port", "vlan") or "global"; pynf
+    steers packets with the same key to the same replica (pynf.packet.keys).
+    None (the default): the NF keeps no state that packets must meet.
+    counters: names of the NF's own counters: its state has a field
+    `counters` (int64 array) and the NF adds to counters[k] for the k-th
+    name; they show as NAME_total with no more code, summed over replicas.
+    Maps in the state (pynf.nf.blocks.LruMap) show their entries too.
     stats: [the states of all replicas] -> {name: number}, read live on the
     control path (names ending in _total are counters, others gauges), for
     the report's nfs.<nf>.state, `pynf ctl stats` and /metrics
@@ -421,10 +456,13 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=()
     (each compiled only where used; l3fwd's exact-match and router forms)."""
     if not _NAME.match(name):
         raise NFError(f"NF name {name!r} must be snake_case")
-    for r in drops:
+    for r in (*drops, *counters):
         if not _NAME.match(r):
-            raise NFError(f"NF {name}: drop reason {r!r} must be snake_case")
+            raise NFError(f"NF {name}: drop reason or counter {r!r} must be snake_case")
     _check_declared(name, files, verbs)
+    from pynf.packet.keys import KEYS
+    if key is not None and key not in KEYS:
+        raise NFError(f"NF {name}: key={key!r}: want one of {', '.join(KEYS)}")
 
     def wrap(fn):
         src = inspect.getsourcefile(fn) or ""
@@ -432,7 +470,7 @@ def nf(name, drops=(), config=None, state=None, slow=None, writes=None, files=()
         spec = NFSpec(name=name, forms=[form], drops=tuple(drops),
                       config=config, state=state, slow=slow, writes_for=writes,
                       files=tuple(files), verbs=tuple(verbs), live=dict(live or {}), stats=stats,
-                      migrate=migrate, cache=cache, source=src, line=form.line,
+                      migrate=migrate, cache=cache, counters=tuple(counters), key=key, source=src, line=form.line,
                       doc=inspect.cleandoc(sys._getframe(1).f_globals.get("__doc__") or ""))
         prev = _REGISTRY.get(name)
         if prev is not None and os.path.realpath(prev.source) != os.path.realpath(src):

@@ -59,13 +59,16 @@ def _counters(workers, packets):
 
 
 def nf_stats(rt):
-    """{nf: {name: value}} of the NFs that declare stats= (given the states
-    of all their replicas, read live; see pynf.nf)."""
+    """{nf: {name: value}} of the NFs with stats (stats=, counters=, maps in
+    their state: NFSpec.stats_of), from the states of all their replicas,
+    read live."""
     out = {}
     for ss in rt.specs:
         for sp in ss:
-            if sp.stats is not None and sp.name not in out:
-                out[sp.name] = sp.stats(rt.mail.states(sp.name))
+            if sp.name not in out:
+                vals = sp.stats_of(rt.mail.states(sp.name))
+                if vals:
+                    out[sp.name] = vals
     return out
 
 

@@ -38,11 +38,12 @@ from pynf.nf import NFError, load
 from pynf.packet.batch import BURST_MAX, make_batch, make_live
 from pynf.packet.clock import tsc_hz
 from pynf.packet.drops import MAX_REASONS, NAMES
+from pynf.packet.keys import K_FLOW, K_GLOBAL, stage_key
 from pynf.packet.parse import F_FIRST, F_HOST
 from pynf.runtime.mailbox import Mailbox
 from pynf.runtime.report import process_age
 from pynf.runtime.worker import Worker, work
-from pynf.slots import NF_COLS, W_INJ_SENT, W_RX, W_TX, WS_SIZE
+from pynf.slots import NF_COLS, RO_KEY, W_INJ_SENT, W_RX, W_TX, WS_SIZE
 
 
 def numba_message(err):
@@ -80,6 +81,7 @@ class Runtime:
         self.configs = [[sp.make_config(ctx) for sp in ss] for ss in self.specs]
         # each NF in the form its configuration runs (pynf.nf.spec.Form)
         self.specs = [[sp.chosen(cfg) for sp, cfg in zip(ss, cs)] for ss, cs in zip(self.specs, self.configs)]
+        self.keys = [self._stage_key(s) for s in range(len(plan.stages))]
         self.io = io
         self.workers = []
         self.rings = []          # (stage boundary, producer, consumer, Ring)
@@ -91,6 +93,28 @@ class Runtime:
         self.running = False
 
     # ---- set-up ----
+
+    def _stage_key(self, s):
+        """What stage s steers by (pynf.packet.keys), checked against its
+        replicas: a per-key state needs every packet of a key on one replica."""
+        ss, sp = self.specs[s], self.plan.stages[s]
+        keyed = [x for x in ss if x.key is not None]
+        try:
+            k = stage_key([x.key for x in ss])
+        except ValueError as e:
+            raise UsageError(f"stage {s}: {', '.join(f'{x.name} (key={x.key})' for x in keyed)}: {e}; "
+                             f"put them in stages of their own (--stages \"A|B\")") from None
+        if sp.slots > 1 and keyed:
+            x = next(x for x in keyed if x.key != "flow") if k != K_FLOW else keyed[0]
+            if k == K_GLOBAL:
+                raise UsageError(f"NF {x.name} keeps one state for all packets (key=global): "
+                                 f"its stage runs one replica, not {sp.slots}")
+            if s == 0 and k != K_FLOW:
+                chain = ",".join(self.plan.tokens)
+                raise UsageError(f"NF {x.name} keeps its state per {x.key}, but {sp.slots} replicas read the "
+                                 f"NIC's queues, spread by 5-tuple: put a dispatch stage in front "
+                                 f"(--stages \"|{chain}\")")
+        return k
 
     def cores(self):
         if self.opts.cores:
@@ -168,6 +192,7 @@ class Runtime:
                 if s != last:
                     w.dst = io.ring_out([ring_addrs[s][r][d] for d in range(plan.stages[s + 1].slots)],
                                         policy, plan.stages[s + 1].replicas)
+                    w.dst.opts[RO_KEY] = self.keys[s + 1]
                 elif self.slow is not None:
                     w.dst = io.tx_queue(r, self.slow.punt_ring(), self.slow.inject.addr if r == 0 else 0)
                 else:

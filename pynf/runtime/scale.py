@@ -32,6 +32,7 @@ import numpy as np
 
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io.ring import BUCKETS
+from pynf.packet.keys import K_FLOW, stage_key
 
 
 def new_table(table, old, new):
@@ -85,6 +86,9 @@ def scale(mail, stage, replicas, timeout=5.0):
     if not 1 <= replicas <= len(mine):
         raise UsageError(f"scale: stage {stage} has room for 1..{len(mine)} replicas "
                          f"(start it with --scale-max N for more)")
+    if stage_key([sp.key for sp in mail.specs[stage]]) != K_FLOW and any(sp.migrate for sp in mail.specs[stage]):
+        raise UsageError(f"scale: stage {stage} steers by another key than the flow, and its NFs move "
+                         f"state by flow (migrate=): not supported")
     cur = sum(1 for w in mine if w.active)
     if replicas == cur:
         return f"stage {stage}: already {cur} replica(s)\n"

@@ -115,5 +115,5 @@ __all__ = ["BE_FLAG", "BE_FREE", "BE_LIMIT", "BE_SHIFT", "S_FIN", "SVC_ROOM", "L
            "state", "ticks", "timeouts"]
 
 lb = nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state,
-        files=FILES, verbs=VERBS, live=LIVE_SETTINGS, stats=lb_stats, migrate=migrate,
+        files=FILES, verbs=VERBS, live=LIVE_SETTINGS, stats=lb_stats, migrate=migrate, key="flow",
         writes=lambda cfg: None if cfg.services else ("dst_ip", "dport"))(_lb)   # paper mode: no reverse NAT
