@@ -62,7 +62,8 @@ def _why_skip():
 
 
 pytestmark = [pytest.mark.skipif(_why_skip() is not None, reason=str(_why_skip())),
-              pytest.mark.dpdk, pytest.mark.jit, pytest.mark.slow]
+              pytest.mark.dpdk, pytest.mark.jit, pytest.mark.slow,
+              pytest.mark.xdist_group("hosts")]    # one worker: they share the namespaces
 
 
 def sh(*cmd, ns=None, check=True, timeout=30, **kw):
