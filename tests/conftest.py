@@ -18,6 +18,11 @@ from support import DPDK_SKIP, HERE
 # real and malformed captures (tests/corpus/README.md); PYNF_CORPUS names another folder
 CORPUS = os.environ.get("PYNF_CORPUS") or os.path.join(HERE, "corpus")
 
+# Tests compile each stage fused before running (--compile fused), as they
+# did before fast start: a background compile would only compete with the
+# next test. tests/test_fuse.py tries fast start itself.
+os.environ.setdefault("PYNF_COMPILE", "fused")
+
 if DPDK_SKIP and os.environ.get("PYNF_REQUIRE_DPDK") == "1" and not NO_JIT:
     raise RuntimeError(f"PYNF_REQUIRE_DPDK=1 but {DPDK_SKIP}")
 

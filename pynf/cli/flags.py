@@ -24,6 +24,14 @@ def finite(text):
     return v
 
 
+def compile_default():
+    """--compile's default: $PYNF_COMPILE (fast or fused), else fast."""
+    v = os.environ.get("PYNF_COMPILE", "fast")
+    if v not in ("fast", "fused"):
+        raise UsageError(f"PYNF_COMPILE={v}: want fast or fused")
+    return v
+
+
 def flow_cache_default():
     """auto unless $PYNF_FLOW_CACHE says otherwise (the tests run both ways)."""
     try:
@@ -110,6 +118,10 @@ def add_run_flags(r, argv=(), with_files=True):
                    help="the chain-wide flow cache (pynf/flowcache/): auto (in use while it "
                         "measures faster), on, off; :N entries (default: sized to the built-in "
                         "flows, 64K at least). Default auto, or $PYNF_FLOW_CACHE")
+    r.add_argument("--compile", choices=("fast", "fused"), default=None,
+                   help="fast: a stage whose fused code is not in the cache starts at once, unfused "
+                        "(each NF compiled alone), and is fused in the background; fused: compile it "
+                        "before running. Default fast, or $PYNF_COMPILE")
     r.add_argument("--ring-full", choices=("wait", "drop"), default="wait",
                    help="full ring: wait (backpressure) or drop")
     r.add_argument("--json", action="store_true", help="final report as one JSON object on stdout")

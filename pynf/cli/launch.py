@@ -67,7 +67,8 @@ def execute(a, err):
                    ring_size=a.ring_size, ring_full=a.ring_full, cores=cores, eal_args=a.eal,
                    counters=a.counters, ifaces=host.ifaces if host is not None else None,
                    iface_driver=a.iface_driver, host=host is not None,
-                   flow_cache=a.flow_cache if a.flow_cache is not None else flags.flow_cache_default())
+                   flow_cache=a.flow_cache if a.flow_cache is not None else flags.flow_cache_default(),
+                   compile=a.compile or flags.compile_default())
     if a.counters:
         from pynf.measure.perf import probe
         why = probe()
@@ -116,6 +117,7 @@ def execute(a, err):
             if secs >= 0.5:         # (not served by the cache)
                 say(err, f"pynf:   {what}: {secs:.1f} s ({time.perf_counter() - t_compile:.0f} s so far)")
         rt.compile(progress=compiled)
+        rt.fuser.say = lambda line: say(err, line)
         ops.start(a.control, a.metrics)
         status = None if (a.quiet or not err.isatty()) else Status(err)
         what = f"{duration:g} s" if duration else (f"{a.packets} packets" if a.packets else

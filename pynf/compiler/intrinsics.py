@@ -76,6 +76,47 @@ else:
     cttz64 = _cttz64
 
 
+# ---- calling a compiled function by its address ----
+# An unfused stage (pynf.compiler.stage, unfused=True) calls its NFs through
+# their addresses, passed in at run time: its code does not depend on the
+# NFs' code, so an edited NF needs only itself compiled (pynf.compiler.edit).
+
+def _make_call(nargs):
+    @intrinsic
+    def _call(typingctx, addr, *args):
+        if len(args) == 1 and isinstance(args[0], types.BaseTuple):
+            args = tuple(args[0])           # (Numba hands *args over as one tuple)
+        if not isinstance(addr, types.Integer) or len(args) != nargs:
+            return None
+        argtys = tuple(args)
+
+        def codegen(context, builder, signature, llargs):
+            vals = cgutils.unpack_tuple(builder, llargs[1]) if len(llargs) == 2 and nargs != 1 else llargs[1:]
+            llty = context.call_conv.get_function_type(types.none, argtys).as_pointer()
+            fptr = builder.inttoptr(llargs[0], llty)
+            context.call_conv.call_function(builder, fptr, types.none, argtys, list(vals))
+            return context.get_dummy_value()
+        return types.none(addr, types.StarArgTuple(argtys)), codegen
+    return _call
+
+
+def address_of(dispatcher, sig):
+    """The address of a dispatcher's compiled overload for `sig` (compiled
+    first if need be), with Numba's calling convention: for call_nf3/4."""
+    dispatcher.compile(sig)
+    cres = dispatcher.overloads[tuple(sig)]
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name), cres.signature.return_type
+
+
+if NO_JIT:
+    def call_nf3(addr, a, b, c):
+        raise RuntimeError("an unfused stage needs the JIT")
+    call_nf4 = call_nf3
+else:
+    call_nf3 = _make_call(3)            # call_nf3(addr, pkts, i, st): a per-packet NF
+    call_nf4 = _make_call(4)            # call_nf4(addr, pkts, live, n, st): a burst NF
+
+
 # ---- packet byte access ----
 # Big-endian loads and stores at a byte offset into a uint8 array: one
 # unaligned load/store and a bswap. NB: plain indexing (mem[o]) costs a

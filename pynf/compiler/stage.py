@@ -39,7 +39,7 @@ import sys
 from pynf.compiler import cache
 from pynf.compiler.jit import hot
 from pynf.flowcache import codegen as fccodegen
-from pynf.nf import SLOWPATH
+from pynf.nf import SLOWPATH, WRITABLE
 from pynf.packet.drops import MAX_PUNT_OWNER, MAX_REASONS, NF_BASE, PUNT_BASE, R_BAD_VERDICT
 from pynf.slots import NF_DROPS, NF_PUNTED, NF_RX, NF_TX
 
@@ -113,7 +113,7 @@ FC_VW = {vw}            # words per flow-cache entry (0: no flow cache in this s
 
 
 @hot
-def stage(b, live, n, flags, drops, nfstat, fc{states}):
+def stage(b, live, n, flags, drops, nfstat, fc{states}{addrs}):
     # NB: per-NF cycles are sampled on one burst in SAMPLE: a TSC read costs
     # about 30 cycles, which timed on every burst would add a cycle per
     # packet per NF. The stage's total is timed on every burst by its loop.
@@ -146,6 +146,9 @@ def stage(b, live, n, flags, drops, nfstat, fc{states}):
 
 _BURST = "    nf{j}(b, {lst}, {cnt}, st{j})"
 _PER_PACKET = "    for x in range({cnt}):\n        nf{j}(b, {lst}[x], st{j})"
+# an unfused stage's calls: through the address in argument a{j}
+_BURST_AT = "    call_nf4(a{j}, b, {lst}, {cnt}, st{j})"
+_PER_PACKET_AT = "    for x in range({cnt}):\n        call_nf3(a{j}, b, {lst}[x], st{j})"
 _CALL = '''\
     tk = t
 {call}
@@ -172,9 +175,13 @@ def _invoke(spec, j, lst, cnt):
     return (_PER_PACKET if spec.per_packet else _BURST).format(j=j, lst=lst, cnt=cnt)
 
 
-def _call(spec, j, **kw):
+def _invoke_at(spec, j, lst, cnt):
+    return (_PER_PACKET_AT if spec.per_packet else _BURST_AT).format(j=j, lst=lst, cnt=cnt)
+
+
+def _call(spec, j, invoke=_invoke, **kw):
     """An NF's call over the live packets, and its counting."""
-    return _CALL.format(call=_invoke(spec, j, "live", "m"), count=_count(j, **kw))
+    return _CALL.format(call=invoke(spec, j, "live", "m"), count=_count(j, **kw))
 
 
 SAMPLE = 8          # time the NFs on one burst in 8
@@ -197,28 +204,37 @@ def writeback(b, live, lo, hi):
 '''
 
 
-def generate(specs, nf_base=0, writes=None, cached=None):
+def generate(specs, nf_base=0, writes=None, cached=None, unfused=False):
     """Source text of the stage module for NFs `specs` (in order); nf_base
     is the chain position of the first (it names the NF in punt codes);
     writes, per NF, the fields it may write in this run (NFSpec.written),
     else what its source analysis found; cached, per NF, whether the flow
-    cache stands in for it (NFSpec.cacheable; None or no True: no cache)."""
+    cache stands in for it (NFSpec.cacheable; None or no True: no cache).
+
+    unfused: a stage whose text does not depend on its NFs' code: it takes
+    each NF's compiled address as an argument (a0, a1, ... after the
+    states) and calls through it, parses everything, writes back every
+    writable field, and has no flow cache. Compiled once, it runs any
+    edit of its NFs that keeps their states' types (pynf.compiler.edit)."""
+    if unfused:
+        writes, cached = [frozenset(WRITABLE)] * len(specs), None
     if nf_base + len(specs) > MAX_PUNT_OWNER:
         raise ValueError(f"a chain of more than {MAX_PUNT_OWNER} NFs")
     codes = reason_codes(specs)
     per_nf = writes if writes is not None else [s.writes for s in specs]
     # each NF's first form: the one it runs here (NFSpec.chosen)
-    imports = "\n".join(f"nf{j} = kernel({s.name!r}, {s.forms[0].name!r})" for j, s in enumerate(specs))
+    imports = "from pynf.compiler.intrinsics import call_nf3, call_nf4" if unfused else \
+        "\n".join(f"nf{j} = kernel({s.name!r}, {s.forms[0].name!r})" for j, s in enumerate(specs))
     kws = [dict(j=j, base=(c[0][1] if c else NF_BASE), nr=len(c), owner=nf_base + j + 1)
            for j, c in enumerate(codes)]
-    plain = "".join(_call(s, **kw) for s, kw in zip(specs, kws))
+    plain = "".join(_call(s, invoke=_invoke_at if unfused else _invoke, **kw) for s, kw in zip(specs, kws))
     fc = fccodegen.stage_parts(specs, per_nf, cached, kws, plain, _invoke, _count, _call)
     imports = (fc.imports + "\n" + imports) if fc.imports else imports
     states = "".join(f", st{j}" for j in range(len(specs)))
     writes = set().union(*per_nf) if specs else set()
     used = writes | set().union(*(s.reads for s in specs)) if specs else set()
     flags = ["eth_dst" in writes or "eth_src" in writes] + [f in writes for f in FIELDS_WB[1:]]
-    want_eth = bool({"eth_dst", "eth_src"} & used)
+    want_eth = bool({"eth_dst", "eth_src"} & used) or unfused
     # punted packets are written back too: the slow path sees what the NFs made
     wb_call = ("    writeback(b, live, 0, m)\n    if q > q0:\n        writeback(b, live, len(live) - q, len(live) - q0)"
                if any(flags) else "    pass  # no NF here writes a header field")
@@ -227,7 +243,8 @@ def generate(specs, nf_base=0, writes=None, cached=None):
         wb = load_generated("pynf_wb_", _WRITEBACK.format(wb_args=", ".join(map(str, flags))))
         wb_import = f"from {wb.__name__} import writeback"
     return _TEMPLATE.format(names=", ".join(s.name for s in specs), imports=imports,
-                            states=states, calls=fc.calls, k=len(specs), wb_import=wb_import,
+                            states=states, addrs="".join(f", a{j}" for j in range(len(specs))) if unfused else "",
+                            calls=fc.calls, k=len(specs), wb_import=wb_import,
                             want_eth=want_eth, wb_call=wb_call, sample_mask=SAMPLE - 1,
                             lookup=fc.lookup, commit=fc.commit, vw=fc.vw)
 
@@ -263,8 +280,13 @@ def load_generated(prefix, src, depends=()):
     return mod
 
 
-def compile_stage(specs, nf_base=0, writes=None, cached=None):
+def compile_stage(specs, nf_base=0, writes=None, cached=None, unfused=None):
     """The generated stage module for `specs` (see generate), imported; the
-    same for every I/O backend and for pynf.testing, so compiled once."""
-    src = generate(specs, nf_base, writes, cached)
+    same for every I/O backend and for pynf.testing, so compiled once. An
+    unfused stage's name does not depend on its NFs' files but on
+    `unfused`: a text naming its states' types (the classes and modules
+    that Numba's cache index refers to)."""
+    src = generate(specs, nf_base, writes, cached, bool(unfused))
+    if unfused:
+        return load_generated("pynf_unfused_", f"# states: {unfused}\n" + src)
     return load_generated("pynf_stage_", src, [sp.source for sp in specs if sp.source and os.path.isfile(sp.source)])

@@ -90,6 +90,12 @@ class Mailbox:
         for w in workers:
             w.ws[W_CONTROL] = 0
 
+    def each_worker(self, workers, fn, timeout=5.0):
+        """fn(worker) on each of these workers, in its own thread between
+        bursts (or here, where it is not in its loop): what changes a
+        worker's loop or arguments (pynf.runtime.fuse)."""
+        self._post([(w, None, fn) for w in workers], timeout)
+
     def scale(self, stage, replicas, timeout=5.0):
         """Scale a stage to `replicas` replicas; a line saying what moved."""
         from pynf.runtime.scale import scale
@@ -177,10 +183,15 @@ class Mailbox:
         changes the state in place, or returns a _Replacement (from
         replace_state) whose state the loop gets from its next call."""
         try:
+            if j is None:
+                fn(w)
+                return
             new = fn(w.states[j])
             if isinstance(new, _Replacement):
                 w.states[j] = new.state
                 w.args[A_STATES + j] = new.state
+                if w.unfused is not None:           # (and the fused loop's, to come)
+                    w.unfused.fused_args[A_STATES + j] = new.state
         except Exception as e:  # noqa: BLE001 - handed to control()'s caller
             errs.append(e)
         finally:

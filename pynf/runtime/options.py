@@ -26,6 +26,8 @@ class Options:
     ifaces: list = None         # --iface ports (pynf.control.host.Iface), or None
     iface_driver: str = "af_packet"
     host: bool = False          # ports have addresses: ARP goes to the slow path
+    compile: str = "fused"      # fast: a stage not in the cache starts unfused (pynf.runtime.fuse);
+                                # pynf.cli.flags.compile_default: $PYNF_COMPILE, else fast
     flow_cache: tuple = None    # (entries per stage replica: -1 sized to the flows, 0 off; auto:
                                 # kept while faster), pynf.cli.flags.flow_cache; None: $PYNF_FLOW_CACHE, else auto
     # set by Runtime.build from the plan, for the backend's sizing:

@@ -40,6 +40,7 @@ from pynf.packet.clock import tsc_hz
 from pynf.packet.drops import MAX_REASONS, NAMES
 from pynf.packet.keys import K_FLOW, K_GLOBAL, stage_key
 from pynf.packet.parse import F_FIRST, F_HOST
+from pynf.runtime import fuse
 from pynf.runtime.mailbox import Mailbox
 from pynf.runtime.report import process_age
 from pynf.runtime.worker import Worker, work
@@ -91,6 +92,7 @@ class Runtime:
         self.elapsed = 0.0
         self.startup_s = None
         self.running = False
+        self.fuser = fuse.Fuser(self)   # (its say: set by the caller to print its lines)
 
     # ---- set-up ----
 
@@ -216,12 +218,15 @@ class Runtime:
     def compile(self, progress=None):
         """Compile every stage's NFs and loop; NF errors name the NF and line.
         progress(what, seconds), where given, follows each step (a step the
-        cache serves takes milliseconds)."""
+        cache serves takes milliseconds). With opts.compile "fast", a stage
+        whose fused loop is not cached starts unfused (pynf.runtime.fuse)."""
         def step(what, fn):
             t = time.perf_counter()
             fn()
             if progress is not None:
                 progress(what, time.perf_counter() - t)
+        if self.workers:            # what a worker calls as it exits, compiled now too
+            self.io.cache_flush(self.workers[0].cache)
         done = set()
         for w in self.workers:
             key = (w.stage, w.kind)
@@ -238,6 +243,9 @@ class Runtime:
                     raise NFError(nf_compile_error(spec, e)) from None
             sig = tuple(typeof(a) for a in w.args)
             try:
+                if self.opts.compile == "fast" and not fuse.is_cached(w.loop, sig) and \
+                        fuse.start_unfused(self, w.stage, w.kind, step):
+                    continue                # (fused later: self.fuser)
                 step(f"stage {w.stage} ({', '.join(sp.name for sp in self.specs[w.stage]) or 'dispatch'}) "
                      f"and its loop", functools.partial(w.loop.compile, sig))
             except NumbaError as e:
@@ -270,6 +278,7 @@ class Runtime:
         self.startup_s = process_age()
         if started is not None:
             started()
+        self.fuser.start()          # stages that started unfused: fused in the background
         try:
             while any(t.is_alive() for t in threads):
                 for t in threads:
@@ -306,6 +315,7 @@ class Runtime:
 
     def close(self):
         """Release rings and the I/O backend (ports, pools); safe to call twice."""
+        self.fuser.finish()
         if getattr(self, "slow", None) is not None:
             self.slow.stop()         # (the report still reads its counters)
             self.slow.close()

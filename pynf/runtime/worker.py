@@ -44,6 +44,7 @@ class Worker:
     active: bool = True         # False: parked (a replica slot a stage may scale to)
     parked: bool = False        # (set by the worker itself, under the mailbox's lock)
     hold: object = None         # a pause request: (stopped Event, resume Event), Mailbox.pause
+    unfused: object = None      # running unfused until fused (pynf.runtime.fuse.Unfused), or None
 
     @property
     def name(self):
@@ -68,13 +69,13 @@ def work(rt, w, began=None):
             from pynf.measure.perf import ThreadCounters
             hw = ThreadCounters()
         slice_ticks = int(rt.hz * SLICE_S)
-        args = w.args           # the mailbox swaps states in place
-        clock = args[0].clock   # the batch's (pynf.packet.clock)
+        clock = w.args[0].clock     # the batch's (pynf.packet.clock)
         if began is not None:
             began.set()
         while True:
             if not w.active:
                 mail.park(w)
+            args = w.args       # (the mailbox swaps states in it, or all of it: pynf.runtime.fuse)
             rebase(clock)
             args[A_DEADLINE] = np.uint64(rdtsc() + slice_ticks)
             rc = w.loop(*args)
