@@ -104,3 +104,24 @@ def test_a_per_source_nf_at_the_nic_with_two_replicas_is_refused(tmp_path):
     assert rc == 2
     assert err.strip().splitlines()[-1].startswith(
         "pynf: NF synlimit keeps its state per src, but 2 replicas read the NIC's queues")
+
+
+@pytest.mark.jit
+def test_both_examples_on_built_in_mixed_traffic():
+    """--traffic mix: a quarter of the flows send SYNs, a quarter DNS queries
+    (one name in eight under ads.example)."""
+    rc, rep, err = run_pynf(["--rtc", f"acl,{SYNLIMIT},{DNSBLOCK},l3fwd", "--traffic", "mix", "--packets",
+                             "200000", "--set", "dnsblock.suffixes=ads.example", "--set", "synlimit.rate=10"])
+    assert rc == 0, err
+    st = {k: v["state"] for k, v in rep["nfs"].items() if k in ("synlimit", "dnsblock")}
+    syns, queries = st["synlimit"]["syns_total"], st["dnsblock"]["queries_total"]
+    assert 0.2 < syns / rep["rx"] < 0.3 and 0.2 < queries / rep["rx"] < 0.3
+    assert 0.09 < rep["drops"]["blocked"] / queries < 0.16
+    assert rep["drops"]["over_rate"] > 0.8 * syns     # ~195 SYNs per source: 20 (the burst) and 10 a second pass
+    assert rep["rx"] == rep["tx"] + sum(rep["drops"].values())
+
+
+def test_dns_traffic_needs_room_for_its_queries():
+    rc, _, err = run_pynf(["--rtc", "l3fwd", "--traffic", "dns", "--frame-size", "64", "--packets", "10"])
+    assert rc == 2 and err.strip().splitlines()[-1] == (
+        "pynf: --frame-size 64: --traffic dns sends DNS queries, which need 82 bytes or more")

@@ -180,3 +180,27 @@ def test_template_records_write_the_frames_they_stand_for(tmp_path, frame_size, 
         w.close()
         assert a.read_bytes() == b.read_bytes()
         assert len(pcap.read(str(a))) == len(seq) > 0
+
+
+@pytest.mark.parametrize("profile", ["syn", "dns", "mix"])
+def test_traffic_profiles_send_what_they_say(profile):
+    """--traffic: SYNs are SYNs, DNS queries parse (Scapy reads them back),
+    checksums hold, and the flows the default ACL denies stay TCP to 23."""
+    from scapy.layers.dns import DNS
+    from scapy.layers.l2 import Ether
+
+    from pynf.traffic.flows import KIND_DNS, KIND_SYN, make_flows, profile_flows
+    from pynf.traffic.templates import DNS_FRAME, frame_bytes
+    fs, kind = profile_flows(make_flows(64, 3), profile)
+    assert (kind == KIND_SYN).any() == (profile != "dns") and (kind == KIND_DNS).any() == (profile != "syn")
+    for i in range(64):
+        f = frame_bytes(fs, DNS_FRAME, i, kind)
+        assert P.checksums_ok(f), i
+        if i % 16 == 7:
+            assert f[23] == 6 and struct.unpack("!H", f[36:38])[0] == 23
+        elif kind[i] == KIND_SYN:
+            assert f[23] == 6 and f[47] == 0x02 and struct.unpack("!H", f[36:38])[0] == 80
+        elif kind[i] == KIND_DNS:
+            q = Ether(f)[DNS]
+            name = q.qd[0].qname.decode()
+            assert q.qr == 0 and name == f"f{i:05d}.{'ads.example' if (i // 8) % 8 == 3 else 'example.com'}."

@@ -93,8 +93,12 @@ def add_run_flags(r, argv=(), with_files=True):
     r.add_argument("--duration", type=finite, metavar="S", help="seconds to run (default 3 for built-in traffic)")
     r.add_argument("--packets", type=int, metavar="N", help="packets to receive, then stop")
     r.add_argument("--flows", type=int, default=1024, metavar="N", help="built-in traffic: flows (1024)")
-    r.add_argument("--frame-size", type=int, default=64, metavar="B",
-                   help="built-in traffic: frame bytes with FCS, 64..1518 (64)")
+    r.add_argument("--frame-size", type=int, default=None, metavar="B",
+                   help="built-in traffic: frame bytes with FCS, 64..1518 (64; 82 with DNS queries)")
+    r.add_argument("--traffic", choices=("web", "syn", "dns", "mix"), default="web",
+                   help="built-in traffic: web (TCP ACKs to web ports, UDP to DNS/NTP: the default), syn "
+                        "(TCP SYNs to port 80), dns (DNS queries, a name under ads.example in 8), mix "
+                        "(a quarter each of syn and dns, the rest web)")
     r.add_argument("--rate", type=finite, metavar="GBPS",
                    help="pace the input (built-in traffic or --pcap-in) to this wire rate")
     r.add_argument("--pps", type=finite, metavar="N", help="pace the input to N packets a second")
@@ -156,9 +160,15 @@ def run_parser(argv=()):
 def check(a):
     """Check run flags that argparse cannot; returns --set as {nf: {key: value}}."""
     from pynf.packet.batch import BURST_MAX
-    from pynf.traffic.templates import MAX_FRAME, MIN_FRAME
+    from pynf.traffic.templates import DNS_FRAME, MAX_FRAME, MIN_FRAME
+    dns = getattr(a, "traffic", "web") in ("dns", "mix")
+    if a.frame_size is None:
+        a.frame_size = DNS_FRAME if dns else MIN_FRAME
     if not MIN_FRAME <= a.frame_size <= MAX_FRAME:
         raise UsageError(f"--frame-size: {a.frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
+    if dns and a.frame_size < DNS_FRAME and not a.pcap_in:
+        raise UsageError(f"--frame-size {a.frame_size}: --traffic {a.traffic} sends DNS queries, "
+                         f"which need {DNS_FRAME} bytes or more")
     if a.flows < 1 or a.flows > (1 << 24) - 2:
         raise UsageError("--flows: want 1..16777214")
     if not 1 <= a.burst <= BURST_MAX:

@@ -190,7 +190,7 @@ def _make_io(a, plan, opts, err):
             say(err, f"pynf: warning: {note}")
         say(err, f"pynf: replaying {a.pcap_in} ({f.frames} frames{', once' if once else ', looped'})")
     elif not a.eal and not a.iface:
-        f = functools.partial(feedmod.builtin, a.flows, a.frame_size, a.seed, nq)
+        f = functools.partial(feedmod.builtin, a.flows, a.frame_size, a.seed, nq, a.traffic)
         if io_kind == "dpdk":       # built once the EAL and the mbuf pool have started (pynf.io.dpdk.backend)
             bound = feedmod.builtin_bound(a.flows, a.frame_size, nq)
         else:

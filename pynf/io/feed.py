@@ -17,7 +17,7 @@ from pynf.packet.batch import make_batch
 from pynf.packet.parse import parse_one
 from pynf.tables.hashing import hash5
 from pynf.traffic import templates as traffic
-from pynf.traffic.flows import FlowSet, make_flows
+from pynf.traffic.flows import FlowSet, make_flows, profile_flows
 
 MIN_SEQ = 4096
 
@@ -74,8 +74,10 @@ def steer_flows(fs, nq):
     return out
 
 
-def builtin(flows, frame_size, seed, nq):
-    fs = make_flows(flows, seed)
+def builtin(flows, frame_size, seed, nq, profile="web"):
+    """The built-in traffic (pynf.traffic) for nq receive queues, in a
+    template arena; profile: pynf.traffic.flows.PROFILES (--traffic)."""
+    fs, kind = profile_flows(make_flows(flows, seed), profile)
     q = steer_flows(fs, nq)
     rng = np.random.default_rng(seed + 7)
     seqs = []
@@ -91,7 +93,7 @@ def builtin(flows, frame_size, seed, nq):
     # ring is read, instead of jumping to a random flow's template (at a
     # million flows that was a cache miss per packet: 0.43x the 1K-flow rate)
     order = np.concatenate(seqs)
-    tmpl = traffic.build_templates(FlowSet(*(a[order] for a in fs)), frame_size, ids=order)
+    tmpl = traffic.build_templates(FlowSet(*(a[order] for a in fs)), frame_size, ids=order, kind=kind[order])
     width = tmpl.shape[1]
     n = len(order)
     arena = tmpl.reshape(-1)

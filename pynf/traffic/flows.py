@@ -50,3 +50,31 @@ def make_flows(flows, seed=1):
     for a in (src, dst, sport, dport, proto):
         a.setflags(write=False)         # shared (lru_cache): nobody may change them
     return FlowSet(src, dst, sport, dport, proto)
+
+
+# Traffic profiles (--traffic): what the built-in flows' packets are. The
+# flows' addresses stay those above (the NFs' default configurations are
+# made from them); a profile sets each flow's service and packet kind.
+PROFILES = ("web", "syn", "dns", "mix")
+KIND_PLAIN, KIND_SYN, KIND_DNS = 0, 1, 2     # TCP ACK or UDP of zeros; TCP SYN; a DNS query
+
+
+def profile_flows(fs, profile):
+    """(flows, kinds) for a traffic profile: web, today's mix of TCP ACKs
+    and UDP; syn, every flow a TCP SYN to port 80; dns, every flow a DNS
+    query (UDP to 53); mix, a quarter each of syn and dns, the rest web.
+    The flows ACL denies by default (TCP to 23) stay as they are."""
+    if profile not in PROFILES:
+        raise ValueError(f"traffic profile {profile!r}: want one of {', '.join(PROFILES)}")
+    n = len(fs.src_ip)
+    i = np.arange(n)
+    kind = np.zeros(n, dtype=np.uint8)
+    if profile == "web":
+        return fs, kind
+    denied = (i % DENIED_EVERY) == DENIED_SLOT
+    syn = ~denied & ((profile == "syn") | ((profile == "mix") & (i % 4 == 2)))
+    dns = ~denied & ((profile == "dns") | ((profile == "mix") & (i % 4 == 3)))
+    dport, proto = fs.dport.copy(), fs.proto.copy()
+    dport[syn], proto[syn], kind[syn] = 80, 6, KIND_SYN
+    dport[dns], proto[dns], kind[dns] = 53, 17, KIND_DNS
+    return FlowSet(fs.src_ip, fs.dst_ip, fs.sport, dport, proto), kind

@@ -8,6 +8,7 @@ wire rates the 20 bytes of preamble and inter-frame gap.
 import numpy as np
 
 from pynf.compiler.jit import hot
+from pynf.traffic.flows import KIND_DNS, KIND_SYN
 
 FCS = 4
 WIRE_OVERHEAD = 20          # preamble + SFD + inter-frame gap
@@ -34,11 +35,16 @@ def _be(t, i, o, v, nbytes):
 
 
 @hot
-def _fill(src_ip, dst_ip, sport, dport, proto, ids, ln, mac_dst, mac_src, t):
+def _fill(src_ip, dst_ip, sport, dport, proto, ids, ln, mac_dst, mac_src, t, kind, pay, pay_sum):
     """One template row per flow; checksums from the field values, not read
-    back from the bytes. t is zeroed: bytes not written are zero."""
-    l4len = ln - 34
+    back from the bytes. t is zeroed: bytes not written are zero. kind: a
+    flow's packets (pynf.traffic.flows.KIND_*); a DNS flow carries pay[i]
+    (its words summing to pay_sum[i]) and ends there, the rest of the
+    frame being Ethernet padding."""
     for i in range(len(src_ip)):
+        kd = kind[i]
+        l4len = 8 + pay.shape[1] if kd == KIND_DNS else ln - 34
+        iplen = 20 + l4len
         for k in range(6):
             t[i, k] = mac_dst[k]
             t[i, 6 + k] = mac_src[k]
@@ -50,53 +56,100 @@ def _fill(src_ip, dst_ip, sport, dport, proto, ids, ln, mac_dst, mac_src, t):
         sp = np.int64(sport[i])
         dp = np.int64(dport[i])
         ident = np.int64(ids[i]) & 0xFFFF
-        _be(t, i, 16, ln - 14, 2)
+        _be(t, i, 16, iplen, 2)
         _be(t, i, 18, ident, 2)                 # identification
         t[i, 20] = 0x40                         # DF
         t[i, 22] = 64                           # TTL
         t[i, 23] = pr
         ips = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
-        _be(t, i, 24, _fold(0x4500 + (ln - 14) + ident + 0x4000 + ((64 << 8) | pr) + ips), 2)
+        _be(t, i, 24, _fold(0x4500 + iplen + ident + 0x4000 + ((64 << 8) | pr) + ips), 2)
         _be(t, i, 26, src, 4)
         _be(t, i, 30, dst, 4)
         _be(t, i, 34, sp, 2)
         _be(t, i, 36, dp, 2)
         pseudo = ips + pr + l4len
         if pr == 6:
-            # seq 1, ack 1, data offset 5, ACK, window 65535
+            # seq 1, ack 1 (a SYN: 0), data offset 5, ACK (or SYN), window 65535
+            syn = kd == KIND_SYN
+            ack = 0 if syn else 1
+            flags = 0x02 if syn else 0x10
             t[i, 41] = 1
-            t[i, 45] = 1
+            t[i, 45] = ack
             t[i, 46] = 0x50
-            t[i, 47] = 0x10
+            t[i, 47] = flags
             t[i, 48] = 0xFF
             t[i, 49] = 0xFF
-            _be(t, i, 50, _fold(sp + dp + 1 + 1 + 0x5010 + 0xFFFF + pseudo), 2)
+            _be(t, i, 50, _fold(sp + dp + 1 + ack + (0x5000 | flags) + 0xFFFF + pseudo), 2)
         else:
             _be(t, i, 38, l4len, 2)             # UDP: its length, the checksum
-            ck = _fold(sp + dp + l4len + pseudo)
+            extra = 0
+            if kd == KIND_DNS:
+                for c in range(pay.shape[1]):
+                    t[i, 42 + c] = pay[i, c]
+                extra = pay_sum[i]
+            ck = _fold(sp + dp + l4len + pseudo + extra)
             _be(t, i, 40, ck if ck != 0 else 0xFFFF, 2)     # a computed 0 is sent as 0xFFFF
 
 
-def build_templates(fs, frame_size, ids=None):
+# A built-in DNS query: id, flags (RD), one question; the name f<5 digits>
+# under example.com, or ads.example for one flow in eight; type A, class IN.
+DNS_LEN = 36
+DNS_FRAME = 14 + 20 + 8 + DNS_LEN + FCS         # the smallest frame that holds it
+_EXAMPLE_COM = b"\x07example\x03com\x00"
+_ADS_EXAMPLE = b"\x03ads\x07example\x00"
+
+
+def dns_queries(ids):
+    """DNS query payloads (uint8[n, DNS_LEN]) for flow numbers ids, and the
+    sums of their 16-bit words (for the UDP checksum)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
+    p = np.zeros((n, DNS_LEN), dtype=np.uint8)
+    p[:, 0] = (ids >> 8) & 0xFF
+    p[:, 1] = ids & 0xFF
+    p[:, 2] = 0x01                              # RD
+    p[:, 5] = 1                                 # QDCOUNT
+    p[:, 12] = 6
+    p[:, 13] = ord("f")
+    for d in range(5):
+        p[:, 14 + d] = ord("0") + (ids // 10 ** (4 - d)) % 10
+    ads = (ids // 8) % 8 == 3                    # one flow in eight, in every profile
+    p[:, 19:32] = np.frombuffer(_EXAMPLE_COM, dtype=np.uint8)
+    p[ads, 19:32] = np.frombuffer(_ADS_EXAMPLE, dtype=np.uint8)
+    p[:, 33] = 1                                # QTYPE A
+    p[:, 35] = 1                                # QCLASS IN
+    words = p.reshape(n, DNS_LEN // 2, 2).astype(np.int64)
+    return p, (words[:, :, 0] * 256 + words[:, :, 1]).sum(axis=1)
+
+
+def build_templates(fs, frame_size, ids=None, kind=None):
     """Header templates, one row per flow: uint8[flows, min(TEMPLATE, len)].
 
     Bytes beyond the template are payload zeros, which the checksums
     include (zeros add nothing to a one's-complement sum). ids: each row's
     flow number, where fs holds the flows in another order (it sets the IP
-    identification); default 0, 1, ...
+    identification); default 0, 1, ... kind: each row's packet kind
+    (pynf.traffic.flows.profile_flows), default plain.
     """
     if not MIN_FRAME <= frame_size <= MAX_FRAME:
         raise ValueError(f"frame size {frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
     ln = frame_size - FCS
     n = len(fs.src_ip)
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
-    t = np.zeros((n, min(TEMPLATE, ln)), dtype=np.uint8)
+    kind = np.zeros(n, dtype=np.uint8) if kind is None else np.asarray(kind, dtype=np.uint8)
+    dns = bool((kind == KIND_DNS).any())
+    if dns and frame_size < DNS_FRAME:
+        raise ValueError(f"frame size {frame_size}: a DNS query needs {DNS_FRAME} bytes or more")
+    pay, pay_sum = dns_queries(ids) if dns else (np.zeros((n, DNS_LEN), dtype=np.uint8), np.zeros(n, np.int64))
+    t = np.zeros((n, min(max(TEMPLATE, DNS_FRAME - FCS if dns else 0), ln)), dtype=np.uint8)
     _fill(fs.src_ip, fs.dst_ip, fs.sport, fs.dport, fs.proto, ids, ln,
-          np.frombuffer(GEN_MAC_DST, dtype=np.uint8), np.frombuffer(GEN_MAC_SRC, dtype=np.uint8), t)
+          np.frombuffer(GEN_MAC_DST, dtype=np.uint8), np.frombuffer(GEN_MAC_SRC, dtype=np.uint8), t,
+          kind, pay, pay_sum)
     return t
 
 
-def frame_bytes(fs, frame_size, i):
+def frame_bytes(fs, frame_size, i, kind=None):
     """Flow i's whole frame as bytes (tests, pcap export)."""
-    t = build_templates(type(fs)(*(a[i:i + 1] for a in fs)), frame_size, ids=[i])[0]
+    t = build_templates(type(fs)(*(a[i:i + 1] for a in fs)), frame_size, ids=[i],
+                        kind=None if kind is None else kind[i:i + 1])[0]
     return t.tobytes() + bytes(frame_size - FCS - len(t))
