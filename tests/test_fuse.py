@@ -72,3 +72,77 @@ def test_an_edited_nf_compiles_alone_and_runs_at_once(tmp_path):
     # only the edited NF compiles before running: acl, l3fwd and the unfused loop come from the cache
     assert all("NF edited" in ln for ln in compiled), compiled
     assert rep["nfs"]["edited"]["rx"] == rep["rx"] - rep["drops"].get("acl", 0)
+
+
+def _wait(cond, limit=110):
+    t0 = time.monotonic()
+    while not cond() and time.monotonic() - t0 < limit:
+        time.sleep(0.05)
+    return cond()
+
+
+def test_nf_reload_runs_the_edited_code_and_keeps_the_state(tmp_path):
+    """pynf ctl nf reload: the edited NF runs from the next burst, with its
+    state; each packet passes through the old code or the new, once."""
+    from pynf.control.commands import Commands
+    from pynf.runtime.report import report
+    path = _copy(tmp_path, "reloaded")
+    rt = _runtime(f"{path}:reloaded", duration=300)
+    rt.build()
+    rt.compile()
+    t = threading.Thread(target=rt.run)
+    t.start()
+    try:
+        assert _wait(lambda: rt.fuser.swapped), "never fused"
+        path.write_text(path.read_text().replace("st.packets[p] += 1", "st.packets[p] += 2"))
+        out = Commands(rt).run(["nf", "reload", "reloaded"])
+        assert "state kept" in out, out
+        assert _wait(lambda: len(rt.fuser.swapped) == 2), "the new code never fused"
+        time.sleep(0.2)
+    finally:
+        rt.request_stop()
+        t.join()
+    rep = report(rt)
+    rt.close()
+    st = rt.mail.states("reloaded")[0]
+    rx = rep["nfs"]["reloaded"]["rx"]
+    assert conserved(rep)
+    assert int(st.bytes.sum()) == 60 * rx                # every packet counted once (60-byte frames)
+    through_new = int(st.packets.sum()) - rx              # the new code counts 2 a packet
+    assert 0 < through_new < rx
+
+
+def test_nf_reload_with_a_new_state_layout_and_refusals(tmp_path):
+    from pynf.control.commands import Commands
+    from pynf.errors import UsageError
+    from pynf.runtime.report import report
+    path = _copy(tmp_path, "relaid")
+    rt = _runtime(f"{path}:relaid", duration=300)
+    rt.build()
+    rt.compile()
+    cmd = Commands(rt)
+    with pytest.raises(UsageError, match="not running"):
+        cmd.run(["nf", "reload", "relaid"])
+    t = threading.Thread(target=rt.run)
+    t.start()
+    try:
+        assert _wait(lambda: rt.workers[0].ws[0] > 0, 30)
+        with pytest.raises(UsageError, match="no NF 'nope'"):
+            cmd.run(["nf", "reload", "nope"])
+        text = path.read_text()
+        path.write_text(text.replace('drops=("blocked",)', 'drops=("blocked", "other")'))
+        with pytest.raises(UsageError, match="drop reasons changed"):
+            cmd.run(["nf", "reload", "relaid"])
+        path.write_text(text.replace('"packets bytes block"', '"packets bytes block extra"').replace(
+            "block=np.array([cfg.block_proto], dtype=np.int64))",
+            "block=np.array([cfg.block_proto], dtype=np.int64), extra=np.zeros(1, dtype=np.int64))"))
+        out = cmd.run(["nf", "reload", "relaid"])
+        assert "made anew" in out, out
+        time.sleep(0.3)
+    finally:
+        rt.request_stop()
+        t.join()
+    rep = report(rt)
+    rt.close()
+    assert conserved(rep)
+    assert 0 < int(rt.mail.states("relaid")[0].packets.sum()) < rep["nfs"]["relaid"]["rx"]

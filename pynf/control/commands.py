@@ -123,6 +123,12 @@ class Commands:
                 return self.reload()
             if noun == "scale":
                 return self.scale(rest)
+            if noun == "nf":
+                words(rest, 2, 2, "nf reload NAME")
+                if rest[0] != "reload":
+                    raise UsageError("usage: nf reload NAME")
+                from pynf.runtime.fuse import reload_nf
+                return reload_nf(self.rt, rest[1])
             verb = self._verb(argv)
             if verb is not None:
                 (name, v), args = verb

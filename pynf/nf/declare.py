@@ -29,7 +29,9 @@ FRAMEWORK = (("help", "", "this list"),
              ("stats", "[--json]", "the report, live, with the last second's rates"),
              ("set", "NF.KEY=VALUE", "a setting that may change while running"),
              ("reload", "", "re-read the NFs' files given at start (as SIGHUP)"),
-             ("scale", "STAGE REPLICAS", "change a stage's replicas (room: run --scale-max N)"))
+             ("scale", "STAGE REPLICAS", "change a stage's replicas (room: run --scale-max N)"),
+             ("nf", "reload NAME", "run NF NAME's edited code from the next burst, its state kept where "
+                                   "its layout is unchanged"))
 
 
 @dataclass(frozen=True)
