@@ -23,6 +23,7 @@ compiles fused first, as with --compile fused. Compile errors in an NF
 are found in step 1, before anything runs.
 """
 import functools
+import os
 import threading
 import time
 
@@ -274,6 +275,10 @@ class Fuser:
     def _run(self):
         rt = self.rt
         failed = set()
+        free = set(os.sched_getaffinity(0)) - {w.core for w in rt.workers} if hasattr(os, "sched_getaffinity") \
+            else set()
+        if free:                            # compile beside the workers, not on their cores
+            os.sched_setaffinity(0, free)
         while True:
             with self.lock:
                 todo = [w for w in self.pending() if id(w.unfused.fused_loop) not in failed]
