@@ -157,13 +157,21 @@ def run_parser(argv=()):
     return p
 
 
+def resolve_frame_size(a):
+    """--frame-size's default: 82 where the built-in traffic holds DNS
+    queries (--traffic dns or mix), else 64."""
+    from pynf.traffic.templates import DNS_FRAME, MIN_FRAME
+    if a.frame_size is None:
+        a.frame_size = DNS_FRAME if getattr(a, "traffic", "web") in ("dns", "mix") else MIN_FRAME
+    return a.frame_size
+
+
 def check(a):
     """Check run flags that argparse cannot; returns --set as {nf: {key: value}}."""
     from pynf.packet.batch import BURST_MAX
     from pynf.traffic.templates import DNS_FRAME, MAX_FRAME, MIN_FRAME
     dns = getattr(a, "traffic", "web") in ("dns", "mix")
-    if a.frame_size is None:
-        a.frame_size = DNS_FRAME if dns else MIN_FRAME
+    resolve_frame_size(a)
     if not MIN_FRAME <= a.frame_size <= MAX_FRAME:
         raise UsageError(f"--frame-size: {a.frame_size} outside {MIN_FRAME}..{MAX_FRAME}")
     if dns and a.frame_size < DNS_FRAME and not a.pcap_in:

@@ -59,6 +59,7 @@ def cmd_run(a, out, err):
     from pynf.cli.ui import print_report
     if a.auto:
         from pynf.measure.placement import choose
+        flags.resolve_frame_size(a)
         choose(a, err)
     rep = execute(a, err)
     if a.json:
