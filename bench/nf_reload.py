@@ -31,8 +31,6 @@ def main():
     rt.compile()
     t = threading.Thread(target=rt.run)
     t.start()
-    if not _wait(lambda: rt.fuser.swapped):
-        raise SystemExit("never fused")
     samples, stop = [], []
 
     def sample():
@@ -41,6 +39,10 @@ def main():
             time.sleep(0.001)
     th = threading.Thread(target=sample, daemon=True)
     th.start()
+    start = time.perf_counter()
+    if not _wait(lambda: rt.fuser.swapped):
+        raise SystemExit("never fused")
+    fused0 = time.perf_counter()
     time.sleep(0.5)
     text = open(path).read().replace("st.packets[p] += 1", f"st.packets[p] += {random.randrange(2, 1000)}")
     open(path, "w").write(text)
@@ -54,15 +56,24 @@ def main():
     t.join()
     rep = report(rt)
     rt.close()
-    worst, at, (last_t, last_rx) = 0.0, 0.0, samples[0]
-    for ts, rx in samples[1:]:
-        if rx != last_rx:
-            if ts - last_t > worst:
-                worst, at = ts - last_t, last_t - t0
-            last_t, last_rx = ts, rx
-    print(f"fused again {fused:.1f} s after the command; longest stretch without a packet received: "
-          f"{worst * 1e3:.0f} ms ({at * 1e3:+.0f} ms from the command); "
+    print(f"started unfused, fused {fused0 - start:.1f} s later: longest stretch without a packet "
+          f"received meanwhile {_stall(samples, start + 1, fused0) * 1e3:.0f} ms")
+    print(f"reload: fused again {fused:.1f} s after the command; longest stretch without a packet received "
+          f"from the command on: {_stall(samples, t0, t0 + fused + 0.5) * 1e3:.0f} ms; "
           f"rx = tx + drops: {rep['rx'] == rep['tx'] + sum(rep['drops'].values())}")
+
+
+def _stall(samples, a, b):
+    """The longest time between two samples with rx growing, within [a, b]."""
+    worst, last = 0.0, None
+    for ts, rx in samples:
+        if not a <= ts <= b:
+            continue
+        if last is None or rx != last[1]:
+            if last is not None:
+                worst = max(worst, ts - last[0])
+            last = (ts, rx)
+    return worst
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ loop of a stage is not in the compile cache, the runtime (with
      same batch, rings, states and counters, only the loop and its
      arguments change, so no packet is lost or counted twice.
 
+The fused loop (and, for `nf reload`, the edited NF) is compiled in a child
+process into the shared compile cache, then loaded here: a compile in
+this process would hold Python's GIL for ~0.1 s at a time, which the
+workers take between slices (bench/RESULTS.md). Where the child fails,
+the compile runs here.
+
 An NF whose function returns a value cannot be called unfused; its stage
 compiles fused first, as with --compile fused. Compile errors in an NF
 are found in step 1, before anything runs.
@@ -212,6 +218,10 @@ def _reload_jobs(rt, s, j, ws, states):
     fused_loops = loops.compile_loops(fused_mod, len(rt.specs[s]), rt.io.loop_parts)
     jobs = []
     loops_by_kind = {}
+    w0, spec = ws[0], rt.specs[s][j]
+    st0 = states[id(w0)]
+    compile_in_child(rt, [("nf", _token(spec), spec.forms[0].name, _sig(spec, w0.args[0], w0.args[1], st0))],
+                     set(os.sched_getaffinity(0)) - {w.core for w in rt.workers} or None)
     for w in ws:
         st = list(w.states)
         st[j] = states[id(w)]
@@ -236,6 +246,55 @@ def _reload_jobs(rt, s, j, ws, states):
             x.loop, x.args, x.flowcache = u.loop, u.args, fc
         jobs.append((w, job))
     return jobs
+
+
+# ---- compiling in a child process ----
+
+def _token(spec):
+    """How a child process loads NF `spec`: its name (the library) or FILE:NAME."""
+    mod = getattr(spec.forms[0].py_func, "__module__", "") or ""
+    return spec.name if mod.startswith("pynf.nfs.") else f"{spec.source}:{spec.name}"
+
+
+def compile_in_child(rt, jobs, cores=None):
+    """Compile `jobs` in a child process into the compile cache: ("loop",
+    generated module name, attribute, arg types) or ("nf", token, form
+    name, arg types). True when the child compiled them all."""
+    import pickle
+    import subprocess
+    import sys
+
+    from pynf.compiler import cache
+    tokens = sorted({_token(sp) for ss in rt.specs for sp in ss})
+    head = {"path": list(sys.path), "tokens": tokens, "stages": os.path.join(cache.cache_dir(), "stages"),
+            "cores": sorted(cores or ()), "jobs": pickle.dumps(jobs)}
+    try:
+        p = subprocess.run([sys.executable, "-c", "from pynf.runtime.fuse import child; child()"],
+                           input=pickle.dumps(head), capture_output=True, timeout=600)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return p.returncode == 0
+
+
+def child():
+    """The child process of compile_in_child: reads its work on stdin."""
+    import pickle
+    import sys
+    head = pickle.load(sys.stdin.buffer)
+    sys.path[:] = head["path"] + [head["stages"]]
+    if head["cores"] and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, head["cores"])
+    import importlib
+
+    from pynf.nf import load
+    for t in head["tokens"]:
+        load(t)                                 # (the NFs' modules: their classes are in the types)
+    for kind, where, attr, sig in pickle.loads(head["jobs"]):
+        if kind == "loop":
+            getattr(importlib.import_module(where), attr).compile(sig)
+        else:
+            spec = load(where)
+            next(f for f in spec.forms if f.name == attr).kernel.compile(sig)
 
 
 class Fuser:
@@ -279,6 +338,7 @@ class Fuser:
             else set()
         if free:                            # compile beside the workers, not on their cores
             os.sched_setaffinity(0, free)
+        free = free or None
         while True:
             with self.lock:
                 todo = [w for w in self.pending() if id(w.unfused.fused_loop) not in failed]
@@ -287,8 +347,12 @@ class Fuser:
                     return
             u = todo[0].unfused
             t0 = time.perf_counter()
+            sig = tuple(typeof(a) for a in u.fused_args)
+            mod = u.fused_loop.py_func.__module__
             try:
-                u.fused_loop.compile(tuple(typeof(a) for a in u.fused_args))
+                if not (compile_in_child(rt, [("loop", mod, u.fused_loop.py_func.__name__, sig)], free)
+                        and is_cached(u.fused_loop, sig)):
+                    u.fused_loop.compile(sig)           # (here, then)
             except NumbaError as e:
                 failed.add(id(u.fused_loop))
                 self.error = e
