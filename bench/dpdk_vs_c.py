@@ -7,7 +7,9 @@ gcc and pkg-config, writes pynf's default configuration for the built-in
 flows to files (rules, routes, backends) that both read, writes the built-in
 traffic (64-byte frames) to a pcap, and runs both on
 `--vdev=net_pcap0,rx_pcap=...,infinite_rx=1 --vdev=net_null0`, alternating
-C, pynf with its flow cache off, on and auto, `--rounds` times.
+C, pynf with its flow cache off, on and auto, and pynf with *default
+settings* (no --flows, no --flow-cache: what a user replaying a capture
+of that many flows gets), `--rounds` times.
 Also the I/O ceiling: `pynf --rtc nop` against
 the C loop's --fwd-only. Prints a markdown table (medians; Mpps from packets
 received over the run, cycles/packet = TSC cycles spent on non-empty bursts
@@ -79,10 +81,13 @@ def run_c(binary, files, flows, duration, fwd_only=False):
 
 
 def run_pynf(files, flows, duration, chain="acl,lb,l3fwd", cache="on"):
+    """pynf on the capture; flows and cache None: pynf's defaults (no
+    --flows, no --flow-cache), as a user replaying it would run."""
     mb = int((files["frames"] + 65536) * 5 / 1024) + 512
-    cmd = [sys.executable, "-m", "pynf.cli.main", "run", "--rtc", chain, "--io", "dpdk", "--flow-cache", cache,
+    cmd = [sys.executable, "-m", "pynf.cli.main", "run", "--rtc", chain, "--io", "dpdk", "--compile", "fused",
            "--acl-rules", files["rules"], "--routes", files["routes"], "--backends", files["backends"],
-           "--flows", str(flows), "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]
+           *(["--flow-cache", cache] if cache else []), *(["--flows", str(flows)] if flows else []),
+           "--duration", str(duration), "--json", "--quiet", "--", *eal(files, mb)]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"pynf failed: {r.stderr[-800:]}")
@@ -96,19 +101,21 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args(argv)
     binary = build_cref()
-    rows = []
+    rows, defaults = [], []
     with tempfile.TemporaryDirectory() as d:
         for flows in [int(x) for x in a.flows.split(",")]:
             files = write_inputs(d, flows)
             for cache in ("on", "off"):
                 run_pynf(files, flows, 0.5, cache=cache)     # warm pynf's compile cache
-            c, p, q, u = [], [], [], []
+            c, p, q, u, dflt = [], [], [], [], []
             for _ in range(a.rounds):
                 c.append(run_c(binary, files, flows, a.duration))
                 p.append(run_pynf(files, flows, a.duration, cache="off"))
                 q.append(run_pynf(files, flows, a.duration, cache="on"))
                 u.append(run_pynf(files, flows, a.duration, cache="auto"))
+                dflt.append(run_pynf(files, None, a.duration, cache=None))
             rows.append(("acl,lb,l3fwd", flows, c, p, q, u))
+            defaults.append((flows, c, dflt))
         files = write_inputs(d, 1000)
         run_pynf(files, 1000, 0.5, "nop")
         c, p = [], []
@@ -127,6 +134,17 @@ def main(argv=None):
         auto = f"{med(u, 'mpps'):.2f} | {med(u, 'mpps') / cm:.2f}x" if u else "- | -"
         print(f"| {name} | {flows:,} | {cm:.2f} | {med(c, 'cycles_per_packet'):.0f} | {pm:.2f} | "
               f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x | {on} | {auto} |")
+    print()
+    print("With pynf's default settings (a capture of that many flows; no --flows, no --flow-cache):")
+    print()
+    print("| flows | C Mpps | pynf default Mpps | pynf / C | lb flows created | lb evictions | lb cycles/pkt |")
+    print("|---|---|---|---|---|---|---|")
+    for flows, c, dflt in defaults:
+        cm, dm = med(c, "mpps"), med(dflt, "mpps")
+        lb = dflt[-1]["nfs"]["lb"]
+        st = lb.get("state", {})
+        print(f"| {flows:,} | {cm:.2f} | {dm:.2f} | {dm / cm:.2f}x | {st.get('new_total', '?')} | "
+              f"{st.get('evicted_total', '?')} | {lb['cycles_per_packet']} |")
     print()
     for name, flows, c, p, q, u in rows:
         for label, runs in (("cache off", p), ("cache on", q), ("cache auto", u)):
