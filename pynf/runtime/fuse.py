@@ -12,8 +12,9 @@ loop of a stage is not in the compile cache, the runtime (with
      write-back, calling each NF through its address (pynf.compiler.
      intrinsics.call_nf3/4). Its code does not depend on the NFs' code, so
      it is compiled once and cached until pynf itself changes;
-  3. compiles the fused loop in a background thread while the chain runs
-     (workers never wait for the compile: their loop calls take no lock);
+  3. compiles the fused loop in a child process while the chain runs
+     (workers never wait for it; it goes on after a short run, for the
+     next);
   4. swaps it in through the mailbox, each worker between two bursts: the
      same batch, rings, states and counters, only the loop and its
      arguments change, so no packet is lost or counted twice.
@@ -269,8 +270,11 @@ def compile_in_child(rt, jobs, cores=None):
     head = {"path": list(sys.path), "tokens": tokens, "stages": os.path.join(cache.cache_dir(), "stages"),
             "cores": sorted(cores or ()), "jobs": pickle.dumps(jobs)}
     try:
+        # its own session, output nowhere: it finishes (and fills the cache for
+        # the next run) even when this run ends first, or is stopped by Ctrl-C
         p = subprocess.run([sys.executable, "-c", "from pynf.runtime.fuse import child; child()"],
-                           input=pickle.dumps(head), capture_output=True, timeout=600)
+                           input=pickle.dumps(head), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True, timeout=600)
     except (OSError, subprocess.SubprocessError):
         return False
     return p.returncode == 0
@@ -321,15 +325,14 @@ class Fuser:
                 self.thread.start()
 
     def finish(self):
-        """The run is over: a background compile still going is left
-        unfinished (nothing of it is cached; the next run starts unfused
-        and compiles it again), so that a short run ends at once."""
+        """The run is over: it ends at once. A compile still going goes on in
+        its child process and fills the cache for the next run."""
         self.over = True
         thread = self.thread
         if thread is not None and thread.is_alive():
             stages = sorted({w.stage for w in self.pending()})
-            self.say(f"pynf: stage(s) {', '.join(map(str, stages))} ran unfused: the run ended before "
-                     f"their fused code compiled")
+            self.say(f"pynf: stage(s) {', '.join(map(str, stages))} ran unfused; their fused code goes on "
+                     f"compiling in the background, for the next run")
 
     def _run(self):
         rt = self.rt
