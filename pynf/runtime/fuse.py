@@ -36,7 +36,6 @@ import time
 
 import numpy as np
 from numba import typeof
-from numba.core.errors import NumbaError
 
 from pynf import flowcache
 from pynf.compiler import loops
@@ -267,8 +266,12 @@ def compile_in_child(rt, jobs, cores=None):
 
     from pynf.compiler import cache
     tokens = sorted({_token(sp) for ss in rt.specs for sp in ss})
+    try:
+        blob = pickle.dumps(jobs)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False            # (types of a module since reloaded: compile here)
     head = {"path": list(sys.path), "tokens": tokens, "stages": os.path.join(cache.cache_dir(), "stages"),
-            "cores": sorted(cores or ()), "jobs": pickle.dumps(jobs)}
+            "cores": sorted(cores or ()), "jobs": blob}
     try:
         # its own session, output nowhere: it finishes (and fills the cache for
         # the next run) even when this run ends first, or is stopped by Ctrl-C
@@ -356,7 +359,7 @@ class Fuser:
                 if not (compile_in_child(rt, [("loop", mod, u.fused_loop.py_func.__name__, sig)], free)
                         and is_cached(u.fused_loop, sig)):
                     u.fused_loop.compile(sig)           # (here, then)
-            except NumbaError as e:
+            except Exception as e:  # noqa: BLE001 - a background compile: said, and the stage stays unfused
                 failed.add(id(u.fused_loop))
                 self.error = e
                 self.say(f"pynf: stage {todo[0].stage} stays unfused: its fused code does not compile ({e})")
