@@ -15,6 +15,7 @@ from bench.acl_rules import rules as make_rules
 from pynf.compiler.intrinsics import rdtsc
 from pynf.compiler.jit import hot
 from pynf.tables import classifier as classify
+from pynf.tables import rules as aclrules
 from pynf.traffic.flows import make_flows
 
 
@@ -38,7 +39,7 @@ def main(argv=None):
     print("| rules | classifier | build s | cycles/lookup |")
     print("|---|---|---|---|")
     for n in (int(x) for x in a.rules.split(",")):
-        rs = classify.RuleSet.of(classify.parse_rule(t) for t in make_rules(n))
+        rs = aclrules.RuleSet.of(aclrules.parse_rule(t) for t in make_rules(n))
         for kind, name in ((classify.KIND_BITVECTOR, "bit vector"), (classify.KIND_CHUNKED, "chunked")):
             if kind == classify.KIND_BITVECTOR and n > a.bitvector_max:
                 continue

@@ -6,6 +6,7 @@ import pytest
 from pynf.errors import ConfigError
 from pynf.nf.context import RunContext
 from pynf.tables import classifier as classify
+from pynf.tables import rules as aclrules
 from pynf.testing import Chain
 
 import packets as P
@@ -76,7 +77,7 @@ def test_classbench_flags_field_is_ignored(tmp_path):
 def test_bad_rule_lines_name_file_and_line(tmp_path, line, msg):
     path = rules_file(tmp_path, ["# ok", "@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00 allow", line])
     with pytest.raises(ConfigError) as e:
-        classify.parse_rules(path)
+        aclrules.parse_rules(path)
     assert str(e.value).startswith(f"{path}:3: ") and msg in str(e.value)
 
 
@@ -99,7 +100,7 @@ def random_rules(rng, n):
 def test_random_rules_match_linear_scan(tmp_path, nrules):
     rng = random.Random(nrules)
     lines = random_rules(rng, nrules)
-    rules = [classify.parse_rule(t) for t in lines]
+    rules = [aclrules.parse_rule(t) for t in lines]
     frames = []
     for _ in range(400):
         src = f"{rng.choice([10, 172, 192])}.{rng.randrange(4)}.{rng.randrange(4)}.{rng.randrange(256)}"
@@ -145,20 +146,20 @@ def test_both_classifiers_match_linear_scan(nrules, kind):
     four groups; 5,000 rules need two summary words, so whole words are
     skipped) and rules that no packet meets are covered."""
     rng = random.Random(nrules * 7 + kind)
-    rules = [classify.parse_rule(t) for t in random_rules(rng, nrules)]
-    c = classify.build(classify.RuleSet.of(rules), kind)
+    rules = [aclrules.parse_rule(t) for t in random_rules(rng, nrules)]
+    c = classify.build(aclrules.RuleSet.of(rules), kind)
     assert c.hdr[classify.H_KIND] == kind
     for t in _tuples(rng, 300):
         assert classify.first_match(c, *t) == _index_linear(rules, t), t
 
 
 def test_rule_count_chooses_the_algorithm(tmp_path):
-    rs = classify.RuleSet.of([classify.parse_rule("@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00")])
+    rs = aclrules.RuleSet.of([aclrules.parse_rule("@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00")])
     assert classify.build(rs).hdr[classify.H_KIND] == classify.KIND_BITVECTOR
     n = classify.BITVECTOR_MAX + 1
     path = rules_file(tmp_path, [f"@10.{k >> 8 & 255}.{k & 255}.0/24 0.0.0.0/0 0 : 65535 "
                                  f"{k % 1000} : {k % 1000 + 9} 0x06/0xff" for k in range(n)])
-    many = classify.parse_rules(path)
+    many = aclrules.parse_rules(path)
     assert len(many) == n and classify.build(many).hdr[classify.H_KIND] == classify.KIND_CHUNKED
 
 
@@ -177,8 +178,8 @@ def test_bulk_reader_agrees_with_line_by_line(tmp_path):
         "@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x0/0x0",
     ]
     path = rules_file(tmp_path, lines)
-    bulk = classify.parse_rules(path)
-    one = [classify.parse_rule(t.split("#")[0], path, no) for no, t in enumerate(lines, 1)
+    bulk = aclrules.parse_rules(path)
+    one = [aclrules.parse_rule(t.split("#")[0], path, no) for no, t in enumerate(lines, 1)
            if t.split("#")[0].strip()]
     assert list(bulk) == one
     assert [r.line for r in bulk] == [3, 4, 5, 6, 7, 8, 9, 10]
@@ -194,5 +195,5 @@ def test_bad_lines_after_many_good_ones(tmp_path, line, msg):
     good = [f"@10.{k >> 8}.{k & 255}.0/24 0.0.0.0/0 0 : 65535 0 : 65535 0x06/0xff" for k in range(3000)]
     path = rules_file(tmp_path, good + [line] + good[:5])
     with pytest.raises(ConfigError) as e:
-        classify.parse_rules(path)
+        aclrules.parse_rules(path)
     assert str(e.value).startswith(f"{path}:3001: ") and msg in str(e.value), str(e.value)

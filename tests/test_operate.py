@@ -19,7 +19,7 @@ import pytest
 from pynf.control.metrics import scrape
 from pynf.control.server import ask
 from pynf.errors import UsageError
-from pynf.tables import classifier as classify
+from pynf.tables import rules as aclrules
 
 from support import ROOT, conserved
 
@@ -235,8 +235,8 @@ def test_ctl_without_a_running_pynf(tmp_path):
 def test_rule_text_parses_back():
     for text in ("@10.0.0.0/8 192.168.1.0/24 0 : 1023 80 : 80 0x06/0xff deny",
                  "@0.0.0.0/0 0.0.0.0/0 0 : 65535 0 : 65535 0x00/0x00 allow"):
-        r = classify.parse_rule(text)
-        assert classify.parse_rule(r.text()) == r
+        r = aclrules.parse_rule(text)
+        assert aclrules.parse_rule(r.text()) == r
 
 
 def test_lb_services_added_and_removed_keep_others():

@@ -76,7 +76,7 @@ def test_pcap_chain_matches_reference(tmp_path, files):
                         "--backends", files["backends"], "--tx-ports", "0,1,2,3"])
     assert rc == 0, err
     ref = R.ChainRef(["acl", "lb", "l3fwd"],
-                     rules=[__import__("pynf.tables.classifier", fromlist=["x"]).parse_rule(t.strip())
+                     rules=[__import__("pynf.tables.rules", fromlist=["x"]).parse_rule(t.strip())
                             for t in open(files["rules"])],
                      backends=[(P.ip("192.168.0.1"), 8080), (P.ip("192.168.0.2"), 8081)],
                      routes=[(P.ip("192.168.0.1"), 1), (P.ip("192.168.0.2"), 2), (P.ip("10.0.0.4"), 3)])

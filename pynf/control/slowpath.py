@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from pynf import shim
-from pynf.io.dpdk.backend import RteRing
+from pynf.io.dpdk.eal import RteRing
 from pynf.io.dpdk.kernels import ADDR_MASK, INJ_ORIG
 from pynf.packet.drops import punt_owner
 from pynf.slots import W_INJ_SENT, W_ORIG_FAILED

@@ -37,17 +37,18 @@ from pynf.compiler.jit import hot
 from pynf.flowcache import Cacheable
 from pynf.nf import DROP, Change, File, Verb, nf
 from pynf.tables import classifier as classify
+from pynf.tables import rules as aclrules
 
 
 @dataclass(frozen=True, eq=False)
 class AclConfig:
-    rules: classify.RuleSet
+    rules: aclrules.RuleSet
 
     @classmethod
     def from_context(cls, ctx):
         if ctx.file("acl_rules"):
-            return cls(classify.parse_rules(ctx.file("acl_rules")))
-        return cls(classify.RuleSet.of(classify.parse_rule(t) for t in default_rules(ctx.seed)))
+            return cls(aclrules.parse_rules(ctx.file("acl_rules")))
+        return cls(aclrules.RuleSet.of(aclrules.parse_rule(t) for t in default_rules(ctx.seed)))
 
 
 def default_rules(seed=1):
@@ -81,7 +82,7 @@ def acl_list(nfctl, args):
 
 def acl_load(nfctl, args):
     path = args[0]
-    new = AclConfig(classify.parse_rules(path))
+    new = AclConfig(aclrules.parse_rules(path))
     c = classify.build(new.rules)          # compiled once, here, shared read-only
     return Change(f"acl: loaded {len(new.rules)} rules from {path}\n", config=new,
                   new=lambda old: AclState(c, np.zeros(len(new.rules) + 1, dtype=np.int64)))

@@ -221,7 +221,7 @@ def _reload_jobs(rt, s, j, ws, states):
     w0, spec = ws[0], rt.specs[s][j]
     st0 = states[id(w0)]
     compile_in_child(rt, [("nf", _token(spec), spec.forms[0].name, _sig(spec, w0.args[0], w0.args[1], st0))],
-                     set(os.sched_getaffinity(0)) - {w.core for w in rt.workers} or None)
+                     _free_cores(rt))
     for w in ws:
         st = list(w.states)
         st[j] = states[id(w)]
@@ -249,6 +249,13 @@ def _reload_jobs(rt, s, j, ws, states):
 
 
 # ---- compiling in a child process ----
+
+def _free_cores(rt):
+    """The CPUs this process may use that no worker polls, or None."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return set(os.sched_getaffinity(0)) - {w.core for w in rt.workers} or None
+
 
 def _token(spec):
     """How a child process loads NF `spec`: its name (the library) or FILE:NAME."""
@@ -340,11 +347,9 @@ class Fuser:
     def _run(self):
         rt = self.rt
         failed = set()
-        free = set(os.sched_getaffinity(0)) - {w.core for w in rt.workers} if hasattr(os, "sched_getaffinity") \
-            else set()
+        free = _free_cores(rt)
         if free:                            # compile beside the workers, not on their cores
             os.sched_setaffinity(0, free)
-        free = free or None
         while True:
             with self.lock:
                 todo = [w for w in self.pending() if id(w.unfused.fused_loop) not in failed]

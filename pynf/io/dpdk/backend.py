@@ -20,7 +20,6 @@ NF output port k goes to tx port list[k % len]. Every worker gets its own
 rx queue on each rx port and its own tx queue on each tx port (queue =
 replica index), so no queue is shared between cores.
 """
-import ctypes
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,87 +31,26 @@ from pynf.compiler.loops import LoopParts
 from pynf.errors import RuntimeFailure, UsageError
 from pynf.io import pcap
 from pynf.io.dpdk import kernels as dk
+from pynf.io.dpdk.eal import (
+    MBUF_CACHE,
+    DpdkPool,
+    RteRing,
+    available,
+    cpu_node,
+    eal_args,
+    eal_init,
+    strerror,
+    why_unavailable,
+)
 from pynf.io.ring import make_ring_in, make_ring_out
 from pynf.packet.batch import DATAROOM, HEADROOM
 from pynf.slots import PORT_STATS
 
-_EAL = {"args": None, "managed": False}
-MBUF_CACHE = 256
 RX_DESC = 1024
 TX_DESC = 1024
 
 
-def available():
-    return shim.DPDK_MISSING is None
-
-
-def why_unavailable():
-    if shim.DPDK_MISSING is None:
-        return None
-    return ("the DPDK shim is not built (DPDK not found by pkg-config when pynf was installed; "
-            "install libdpdk-dev and pkg-config, then `pip install -e .`)")
-
-
 PCAP_MAX_QUEUES = 16        # DPDK's RTE_PMD_PCAP_MAX_QUEUES
-
-
-def eal_init(args, managed=False):
-    """Start the EAL once per process. Later runs must ask for the same
-    arguments, except that runs on pynf's own virtual devices (managed) share
-    whatever EAL pynf started (only the memory size differs between them)."""
-    if _EAL["args"] is not None:
-        if managed and _EAL["managed"]:
-            return False
-        if args != _EAL["args"]:
-            raise UsageError("the EAL is already running in this process with other arguments")
-        return False
-    lib, ffi = shim.dpdk, shim.dffi
-    affinity = os.sched_getaffinity(0)
-    argv = [ffi.new("char[]", a.encode()) for a in ["pynf", *args]]
-    ret = lib.pynf_eal_init(len(argv), ffi.new("char *[]", argv))
-    # NB: the EAL pins the calling thread to its main lcore; the workers
-    # (threads created later) would inherit that one core.
-    os.sched_setaffinity(0, affinity)
-    if ret < 0:
-        raise RuntimeFailure(f"EAL init failed: {ffi.string(lib.pynf_strerror(ret)).decode()} "
-                             f"(EAL arguments: {' '.join(args)})")
-    _EAL["args"] = list(args)
-    _EAL["managed"] = managed
-    return True
-
-
-def _err(ret):
-    return shim.dffi.string(shim.dpdk.pynf_strerror(ret)).decode()
-
-
-class DpdkPool:
-    """A pktmbuf pool and the numpy view of its memory the stage indexes."""
-
-    _seq = 0
-
-    def __init__(self, n, socket, data_room=0):
-        DpdkPool._seq += 1
-        self.name = f"pynf_pool{os.getpid()}_{DpdkPool._seq}"
-        self.n = n
-        self.ptr = shim.dpdk.pynf_pool_create(self.name.encode(), n, MBUF_CACHE, data_room, socket)
-        if self.ptr == shim.dffi.NULL:
-            raise RuntimeFailure(f"cannot create a mempool of {n} mbufs: not enough DPDK memory "
-                                 "(raise -m, or free hugepages)")
-        lo, hi = shim.dffi.new("uint64_t *"), shim.dffi.new("uint64_t *")
-        if shim.dpdk.pynf_pool_span(self.ptr, lo, hi) < 0:
-            raise RuntimeFailure("mempool has no memory")
-        self.base = int(lo[0])
-        size = int(hi[0]) - self.base
-        self.mem = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(self.base))
-        self.view = dk.PoolView(self.mem, np.uint64(self.base))
-
-    def in_use(self):
-        return shim.dpdk.pynf_pool_in_use(self.ptr)
-
-    def free(self):
-        if self.ptr is not None:
-            shim.dpdk.pynf_pool_free(self.ptr)
-            self.ptr = None
 
 
 class DpdkIO:
@@ -245,7 +183,7 @@ class DpdkIO:
         for p, nrx, ntxq, name in setup:
             ret = shim.dpdk.pynf_port_setup(p, nrx, ntxq, RX_DESC, TX_DESC, self.pool.ptr, 1)
             if ret < 0:
-                raise RuntimeFailure(f"port {p} ({name}) cannot be configured: {_err(ret)}")
+                raise RuntimeFailure(f"port {p} ({name}) cannot be configured: {strerror(ret)}")
             self.stats0[p] = self.port_stats(p)
 
     def ready(self):
@@ -336,7 +274,7 @@ class DpdkIO:
         info = ffi.new("pynf_port_info *")
         ret = shim.dpdk.pynf_port_info_get(p, info)
         if ret < 0:
-            raise RuntimeFailure(f"port {p}: {_err(ret)}")
+            raise RuntimeFailure(f"port {p}: {strerror(ret)}")
         return dict(name=ffi.string(info.name).decode(), driver=ffi.string(info.driver).decode(),
                     max_rx=info.max_rx_queues, max_tx=info.max_tx_queues, socket=info.socket,
                     rss=info.rss_offloads != 0, mac=list(info.mac))
@@ -436,11 +374,11 @@ class DpdkIO:
     def _probe(self, devargs):
         ret = shim.dpdk.pynf_dev_probe(devargs.encode())
         if ret < 0:
-            raise RuntimeFailure(f"cannot attach {devargs.split(',')[0]}: {_err(ret)}")
+            raise RuntimeFailure(f"cannot attach {devargs.split(',')[0]}: {strerror(ret)}")
         name = devargs.split(",")[0]
         port = shim.dpdk.pynf_port_by_name(name.encode())
         if port < 0:
-            raise RuntimeFailure(f"{name}: attached but no port: {_err(port)}")
+            raise RuntimeFailure(f"{name}: attached but no port: {strerror(port)}")
         self.probed.append(port)
         return port
 
@@ -490,7 +428,7 @@ class DpdkIO:
         else:
             steer = f"{nq} rx queues, flows split by 5-tuple hash into per-queue pcap streams (net_pcap has no RSS)"
         mapping = ", ".join(f"NF port k%{len(self.tx_ports)}={k} -> port {p}" for k, p in enumerate(self.tx_ports))
-        eal = " ".join(_EAL["args"] or [])
+        eal = " ".join(eal_args() or [])
         return f"pynf: DPDK (EAL {eal}): rx {rx}; tx {tx}; {steer}; {mapping}"
 
     # -- what the runtime asks for --
@@ -559,7 +497,7 @@ class DpdkIO:
 
     def report_extra(self, rt):
         in_use = getattr(self, "mbufs_in_use", None) if self.closed else (self.pool.in_use() if self.pool else 0)
-        return {"mbufs_in_use": in_use, "nic": self.nic_stats(), "eal": _EAL["args"]}
+        return {"mbufs_in_use": in_use, "nic": self.nic_stats(), "eal": eal_args()}
 
     def close(self):
         """Stop and detach pynf's ports, count mbufs still out, free the pool."""
@@ -585,39 +523,6 @@ class DpdkIO:
         for d in (self.tmp, self.rx_tmp):
             if d:
                 d.cleanup()
-
-
-class RteRing:
-    _seq = 0
-
-    def __init__(self, size):
-        RteRing._seq += 1
-        name = f"pynf_r{os.getpid()}_{RteRing._seq}"
-        self.ptr = shim.dpdk.pynf_rte_ring_create(name.encode(), size, -1)
-        if self.ptr == shim.dffi.NULL:
-            raise RuntimeFailure(f"cannot create rte_ring {name} of {size}")
-        self.addr = int(shim.dffi.cast("uintptr_t", self.ptr))
-        self.size = size
-
-    def count(self):
-        return shim.dpdk.pynf_rte_ring_count(self.ptr)
-
-    def close(self):
-        if self.ptr is not None:
-            shim.dpdk.pynf_rte_ring_free(self.ptr)
-            self.ptr = None
-
-
-def cpu_node(cpu):
-    """NUMA node of a CPU (Linux sysfs), -1 if unknown."""
-    d = f"/sys/devices/system/cpu/cpu{cpu}"
-    try:
-        for name in os.listdir(d):
-            if name.startswith("node") and name[4:].isdigit():
-                return int(name[4:])
-    except OSError:
-        pass
-    return -1
 
 
 def merge_pcaps(files, out):
