@@ -238,6 +238,8 @@ def test_report_conserves(net):
     out, _ = p.communicate(timeout=30)
     rep = json.loads(out)
     assert rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
-    assert rep["slowpath"]["neighbours"]["entries"] >= 3
+    # all three hosts were resolved; an entry unused for 30 s is let go, and
+    # b2 is used by the first test only (CI can take 30 s to get here)
+    assert rep["slowpath"]["neighbours"]["resolved"] >= 3, rep["slowpath"]
     assert rep["drops"].get("acl", 0) > 0
     assert rep.get("mbufs_in_use") == 0
