@@ -83,7 +83,7 @@ def test_two_queues_keep_each_flow_on_one_replica():
     assert conserved(rep) and rep["rx"] == 30000 and rep["mbufs_in_use"] == 0
     keys = []
     for w in rt.workers:
-        used = conntrack.entries(w.states[1].flows)
+        used = conntrack.entries(w.states[1].flows, w.states[1].ctl)
         keys.append({(int(a), int(b)) for a, b in used[used[:, 1] != 0][:, :2]})
         assert w.ws[0] > 0
     assert keys[0] and keys[1] and not keys[0] & keys[1]

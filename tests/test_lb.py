@@ -351,7 +351,7 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     b2s = ".".join(map(str, b2[0].to_bytes(4, "big")))
     ch.run([P.tcp(b2s, CLIENT, sport=b2[1], dport=40001, tcp_flags=0x04)])
     assert L.counters(st)["closed"] == 2
-    e = L.ct.entries(st.flows)
+    e = L.ct.entries(st.flows, st.ctl)
     used = e[e[:, 1] != 0]
     fresh = used[(used[:, 3] >> 2) >= L.ticks(st, 1000)]      # seen since t = 1000 s
     assert len(fresh) == 2 and set(fresh[:, 3] & 3) == {L.S_FIN}
@@ -513,7 +513,7 @@ def test_flush_keeps_buckets_compact(tmp_path):
     st = st_of(ch)
     fs = same_bucket_flows(st, 6)
     ch.run(fs)
-    e = L.ct.entries(st.flows)
+    e = L.ct.entries(st.flows, st.ctl)
     victim = int((e[2, 2] >> L.BE_SHIFT) & L.BE_LIMIT)
     L.state._flush_where(st, lambda slot: np.arange(len(slot)) % 8 == 2)    # a hole in the middle
     assert list(e[:8, 1] != 0) == [True] * 5 + [False] * 3
@@ -521,6 +521,66 @@ def test_flush_keeps_buckets_compact(tmp_path):
     c = L.counters(st)["new"]
     ch.run(fs)                                     # the other five are still found
     assert L.counters(st)["new"] == c + 1
+
+
+# ---- a table that grows ----
+
+def _conn(k):
+    return f"172.{16 + k // 60000}.{(k // 250) % 240}.{k % 250 + 1}", 1024 + k % 60000
+
+
+def _to_vip(k, flags):
+    ip, sp = _conn(k)
+    return P.tcp(ip, VIP, sport=sp, dport=80, tcp_flags=flags)
+
+
+def test_table_grows_without_losing_a_flow(tmp_path):
+    """Services mode from a 64-entry table: 700 connections (two entries
+    each) make it double, a bucket at a time, while FINs of earlier
+    connections share their bursts (their entries move under them); then
+    every connection still reaches its backend, every reply is still
+    NAT'd, every FIN'd one is closing, and nothing was evicted."""
+    ch = chain(tmp_path, services_text(), capacity=64, max_entries=1 << 15)
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    n, backend = 700, {}
+    for start in range(0, n, 16):
+        fins = [_to_vip(k, 0x11) for k in range(start // 2, start // 2 + 8) if k in backend]
+        syns = [_to_vip(k, 0x02) for k in range(start, min(n, start + 16))]
+        _, outs = ch.run(fins + syns)
+        for k, o in zip(range(start, start + 16), outs[len(fins):]):
+            backend[k] = dst_of(o)
+    fined = {k for start in range(0, n, 16) for k in range(start // 2, start // 2 + 8) if k < start}
+    stats = L.lb_stats([st])
+    assert stats["resizes_total"] >= 4 and stats["flow_capacity"] >= 4 * 2 * n, stats
+    assert stats["evicted_total"] == 0 and stats["new_total"] == n, stats
+    _, outs = ch.run([_to_vip(k, 0x10) for k in range(n)])
+    assert [dst_of(o) for o in outs] == [backend[k] for k in range(n)]
+    replies = [P.tcp(".".join(map(str, backend[k][0].to_bytes(4, "big"))), _conn(k)[0],
+                     sport=backend[k][1], dport=_conn(k)[1], tcp_flags=0x10) for k in range(n)]
+    _, outs = ch.run(replies)
+    assert all(o[26:30] == bytes(map(int, VIP.split("."))) and o[34:36] == (80).to_bytes(2, "big")
+               for o in outs)
+    assert L.lb_stats([st])["new_total"] == n
+    e = L.ct.entries(st.flows, st.ctl)
+    closing = np.count_nonzero((e[:, 1] != 0) & ((e[:, 3] & 3) == L.S_FIN))
+    assert closing == 2 * len(fined), (closing, len(fined))
+
+
+def test_table_stops_growing_at_max_entries(tmp_path):
+    ch = paper_chain(tmp_path, capacity=64, max_entries=256)
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    ch.run([P.udp(_conn(k)[0], "1.2.3.4", sport=_conn(k)[1], dport=53) for k in range(2000)])
+    stats = L.lb_stats([st])
+    assert stats["flow_capacity"] == stats["flow_max_entries"] == 256, stats
+    assert stats["resizes_total"] == 2 and stats["evicted_total"] > 0, stats
+    assert stats["flows"] <= 256
+
+
+def test_max_entries_below_one_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="max_entries"):
+        paper_chain(tmp_path, max_entries=0)
 
 
 # ---- files ----

@@ -99,7 +99,7 @@ def test_replicated_stage_owns_disjoint_flows():
     assert rings_after and not any(rings_after)          # shutdown drained every ring
     keys = []
     for w in (w for w in rt.workers if w.stage == 1):
-        used = conntrack.entries(w.states[0].flows)
+        used = conntrack.entries(w.states[0].flows, w.states[0].ctl)
         keys.append({(int(a), int(b)) for a, b in used[used[:, 1] != 0][:, :2]})
         assert w.ws[0] > 0
     assert len(keys) == 2 and keys[0] and keys[1] and not keys[0] & keys[1]

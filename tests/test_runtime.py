@@ -131,7 +131,7 @@ def test_two_replicas_split_flows(frame_size):
     assert conserved(rep) and rep["rx"] == 40000 and rep["buffers_in_use"] == 0
     keys = []
     for w in rt.workers:
-        used = conntrack.entries(w.states[1].flows)
+        used = conntrack.entries(w.states[1].flows, w.states[1].ctl)
         used = used[used[:, 1] != 0]
         keys.append({(int(a), int(b)) for a, b in used[:, :2]})
         assert w.ws[0] > 0                      # both replicas got traffic

@@ -81,7 +81,7 @@ def map_get(m, k0, k1, now):
     full, the bucket's least recently seen one. Marks the key seen at now."""
     tab = m.tab
     b = ft.base(m.info, _hash(k0, k1))
-    e, fresh = ft.claim(tab, b, np.int64(k0), np.int64(k1), now, m.info, m.counters, True)
+    e, fresh = ft.claim_at(tab, b, np.int64(k0), np.int64(k1), now, m.info, m.counters, True)
     if not fresh and ft.expired(tab[e + 3], now, m.info):
         m.counters[ft.C_EXPIRED] += 1        # its own entry, idle too long: a new one
         fresh = True
@@ -112,7 +112,7 @@ def map_touch(m, row, now):
 
 def map_stats(m, now=None):
     """{entries, expired_total, evicted_total} of a map (control path)."""
-    e = ft.entries(m.tab)
+    e = ft.entries(m.tab, m.info)
     live = e[:, 1] != 0
     if now is not None:
         live &= now - (e[:, 3] >> ft.STATE_BITS) <= m.info[ft.I_TMO]

@@ -29,11 +29,31 @@ ceil(capacity / 8) buckets rounded up to a power of two. Entries expire
 lazily: nothing scans the table on the fast path; an expired entry is
 found dead when it is looked up or when its slot is wanted.
 
-`info` (int64) holds the bucket mask, the bucket count and the four
-states' timeouts (I_TMO + state), and after them any slots the caller asks
-for (make's `extra`): one small array for a table's settings, since every
-array an NF's state holds is passed on every call. Counters (an int64
-array passed by the caller) at C_EXPIRED and C_EVICTED.
+Growth. A table is made for `capacity` entries and may grow to
+`max_capacity` (rounded up the same way): it doubles, one bucket at a
+time, as linear hashing does (Litwin, VLDB '80). The memory for the cap
+is reserved at make (anonymous pages: untouched ones cost nothing); a
+doubling from nb buckets splits bucket b into b and b + nb by one more
+bit of the hash, in order, a few buckets each time an entry is claimed,
+so no insert pays for more than GROW_STEPS buckets (16 entries) and
+nothing stops for a rehash. Meanwhile `base` sends hash h to
+h & (2 nb - 1) when h & (nb - 1) is below the split point, else to
+h & (nb - 1). A doubling starts when the used entries reach
+GROW_LOAD of the slots (the per-bucket load at which a full bucket, and
+so an eviction, stays rare) and finishes, at GROW_STEPS buckets an
+insert, before the load has risen by 1 / (8 GROW_STEPS). At the cap the
+table stops growing and full buckets evict as before. Splitting
+re-hashes the entries it moves, so `claim` takes the caller's hash of a
+key (a @hot function of (k0, k1)), the same one it used to place it.
+
+`info` (int64) holds the geometry (level mask, active buckets, split
+point, bucket cap), the used-entry count and the count at which the next
+doubling starts, the doublings so far, the four states' timeouts
+(I_TMO + state), and after them any slots the caller asks for (make's
+`extra`): one small array for a table's settings, since every array an
+NF's state holds is passed on every call. Counters (an int64 array
+passed by the caller) at C_EXPIRED and C_EVICTED. The control path sees
+the active buckets only (`entries(tab, info)`).
 """
 import mmap
 
@@ -48,33 +68,97 @@ USED = 1 << 62
 STATE_BITS = 2
 STATE_MASK = (1 << STATE_BITS) - 1
 
-# info: int64[I_END + extra] = [bucket mask, buckets, timeout of state 0..3, caller's ...]
-I_MASK, I_BUCKETS, I_TMO = 0, 1, 2
+# info: int64[I_END + extra]
+I_MASK = 0          # the level's bucket mask: nb - 1
+I_BUCKETS = 1       # active buckets: nb + split
+I_SPLIT = 2         # buckets of this level split so far (0: not growing)
+I_MAXB = 3          # bucket cap
+I_COUNT = 4         # used entries
+I_GROW_AT = 5       # I_COUNT at which the next doubling starts
+I_RESIZES = 6       # doublings done
+I_TMO = 7           # timeout of state 0..3
 I_END = I_TMO + (1 << STATE_BITS)
+
+GROW_LOAD = 0.25    # start doubling at a quarter of the slots used
+GROW_STEPS = 2      # buckets split per claim while doubling
+NEVER = 1 << 62
 
 # counter slots used here (the caller's array may hold more after these)
 C_EXPIRED, C_EVICTED = 0, 1
 
 
-def make(capacity, extra=0):
-    """(entries, info) for at least `capacity` entries: entries is a
-    64-byte aligned int64 array of buckets * WAYS * WORDS words; info has
-    `extra` slots for the caller after I_END, and timeouts 0 (set them)."""
-    if capacity < 1:
-        raise ValueError("flow table capacity must be at least 1")
+def _buckets(capacity):
     nb = 1
     while nb * WAYS < capacity:
         nb <<= 1
-    n = nb * WAYS * WORDS
-    tab = _huge_zeros(n)
-    if tab is None:
-        raw = np.zeros(n + 8, dtype=np.int64)
-        skew = (-(raw.ctypes.data // 8)) % 8      # words to the next 64-byte boundary
-        tab = raw[skew:skew + n]
+    return nb
+
+
+def make(capacity, extra=0, max_capacity=None):
+    """(entries, info) for at least `capacity` entries, growing up to
+    `max_capacity` (None: it does not grow): entries is a 64-byte aligned
+    int64 array of max buckets * WAYS * WORDS words (the reserve: only the
+    active buckets are touched); info has `extra` slots for the caller
+    after I_END, and timeouts 0 (set them)."""
+    if capacity < 1:
+        raise ValueError("flow table capacity must be at least 1")
+    nb = _buckets(capacity)
+    maxb = max(nb, _buckets(max_capacity or capacity))
+    n = maxb * WAYS * WORDS
+    tab = _reserve(n, nb * WAYS * WORDS)
     info = np.zeros(I_END + extra, dtype=np.int64)
     info[I_MASK] = nb - 1
     info[I_BUCKETS] = nb
+    info[I_MAXB] = maxb
+    info[I_GROW_AT] = _grow_at(nb, maxb)
     return tab, info
+
+
+def _grow_at(nb, maxb):
+    return int(nb * WAYS * GROW_LOAD) if 2 * nb <= maxb else NEVER
+
+
+def adopt(info, other):
+    """Give info the geometry and count of other (a table's info made by
+    `make`): for a copy of a table's settings beside another table."""
+    info[:I_TMO] = other[:I_TMO]
+
+
+def _reserve(n, touched):
+    """n zeroed int64 words, 64-byte aligned; on 2 MiB-aligned memory
+    advised for transparent huge pages where the table is that big, and
+    anonymous pages (nothing beyond `touched` words costs memory yet)
+    where it may grow."""
+    tab = _huge_zeros(n)
+    if tab is not None:
+        return tab
+    if n > touched:
+        tab = _mapped(n, 64)
+        if tab is not None:
+            return tab
+    raw = np.zeros(n + 8, dtype=np.int64)
+    skew = (-(raw.ctypes.data // 8)) % 8      # words to the next 64-byte boundary
+    return raw[skew:skew + n]
+
+
+def _mapped(n, align, huge=False):
+    """n zeroed int64 words of anonymous memory starting on an `align`
+    boundary, advised for transparent huge pages with huge; None where
+    mmap refuses."""
+    size = n * 8
+    try:
+        m = mmap.mmap(-1, size + align, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError):
+        return None
+    raw = np.frombuffer(m, dtype=np.uint8)
+    skew = (-raw.ctypes.data) % align
+    if huge:
+        start = skew - skew % mmap.PAGESIZE
+        try:
+            m.madvise(mmap.MADV_HUGEPAGE, start, size + align - start)
+        except (OSError, ValueError):
+            pass
+    return raw[skew:skew + size].view(np.int64)
 
 
 HUGE = 1 << 21
@@ -85,26 +169,19 @@ def _huge_zeros(n):
     huge pages (one TLB entry instead of 512: a lookup at a random bucket
     otherwise misses the TLB), or None where that is not possible or the
     table is under one huge page."""
-    size = n * 8
-    if size < HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+    if n * 8 < HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return None
-    try:
-        m = mmap.mmap(-1, size + HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except (OSError, ValueError):
-        return None
-    raw = np.frombuffer(m, dtype=np.uint8)
-    skew = (-raw.ctypes.data) % HUGE
-    try:
-        m.madvise(mmap.MADV_HUGEPAGE, skew - skew % mmap.PAGESIZE, size + HUGE - (skew - skew % mmap.PAGESIZE))
-    except (OSError, ValueError):
-        pass
-    return raw[skew:skew + size].view(np.int64)
+    return _mapped(n, HUGE, huge=True)
 
 
 @hot(inline="always")
 def base(info, h):
     """Word index of the first entry of key hash h's bucket."""
-    return (h & info[I_MASK]) * (WAYS * WORDS)
+    m = info[I_MASK]
+    b = h & m
+    if b < info[I_SPLIT]:           # split already: one more bit of h
+        b = h & (2 * m + 1)
+    return b * (WAYS * WORDS)
 
 
 @hot(inline="always")
@@ -138,12 +215,13 @@ def expired(meta, now, info):
 
 
 @hot(inline="always")
-def claim(tab, b, k0, k1, now, info, counters, evict):
+def claim_at(tab, b, k0, k1, now, info, counters, evict):
     """An entry for key (k0, k1) in the bucket at b, keyed but not yet
     valued: the key's own entry (live or not), else an expired entry, else
     an empty one, else (with evict) the least recently seen. -1 when the
     bucket is full of live entries and evict is False. Returns (entry word
-    index, fresh): fresh is False when the key was already there."""
+    index, fresh): fresh is False when the key was already there. The
+    table does not grow (a table with rows beside it: pynf.nf.blocks)."""
     tag = k1 | USED
     exp = -1
     empty = -1
@@ -168,6 +246,7 @@ def claim(tab, b, k0, k1, now, info, counters, evict):
         counters[C_EXPIRED] += 1
         e = exp
     elif empty >= 0:
+        info[I_COUNT] += 1
         e = empty
     elif evict:
         counters[C_EVICTED] += 1
@@ -179,32 +258,109 @@ def claim(tab, b, k0, k1, now, info, counters, evict):
     return e, True
 
 
-# ---- control path (numpy over the whole table, between bursts) ----
+def claimer(hashfn):
+    """`claim(tab, info, h, k0, k1, now, counters, evict)` for a table
+    whose keys hash by hashfn(k0, k1) (a @hot function; h is the key's
+    hash): claim_at in h's bucket, after splitting GROW_STEPS buckets
+    while the table grows. Entry indices taken before a claim may have
+    moved; the one it returns stays until the next claim. A function made
+    here, not a function taken as an argument: Numba caches the one and
+    not the other."""
+    grow = _grower(hashfn)
 
-def entries(tab):
-    """The table as an (n, 4) view: k0, k1|USED, value, meta."""
-    return tab.reshape(-1, WORDS)
+    @hot(inline="always")
+    def claim(tab, info, h, k0, k1, now, counters, evict):
+        if info[I_SPLIT] > 0 or info[I_COUNT] >= info[I_GROW_AT]:
+            grow(tab, info)
+        return claim_at(tab, base(info, h), k0, k1, now, info, counters, evict)
+
+    return claim
 
 
-def used(tab):
-    """Boolean mask of used entries."""
-    return entries(tab)[:, 1] != 0
+def _grower(hashfn):
+    @hot
+    def grow(tab, info):
+        """Split up to GROW_STEPS buckets of the doubling under way
+        (starting one if the count has reached I_GROW_AT); the last split of
+        a level doubles the mask. Bucket b's entries stay in b or move to
+        b + nb by bit nb of their hash, in order (used entries first in
+        both)."""
+        nb = info[I_MASK] + 1
+        for _ in range(GROW_STEPS):
+            b = info[I_SPLIT]
+            lo = b * (WAYS * WORDS)
+            hi = (b + nb) * (WAYS * WORDS)
+            keep = 0
+            move = 0
+            for s in range(WAYS):
+                e = lo + s * WORDS
+                t1 = tab[e + 1]
+                if t1 == 0:
+                    break
+                if hashfn(tab[e], t1 & ~USED) & nb:
+                    d = hi + move * WORDS
+                    move += 1
+                else:
+                    d = lo + keep * WORDS
+                    keep += 1
+                if d != e:
+                    for k in range(WORDS):
+                        tab[d + k] = tab[e + k]
+            for s in range(keep, WAYS):
+                e = lo + s * WORDS
+                if tab[e + 1] == 0:
+                    break
+                for k in range(WORDS):
+                    tab[e + k] = 0
+            info[I_SPLIT] = b + 1
+            info[I_BUCKETS] = nb + b + 1
+            if b + 1 == nb:             # the level is done: twice the buckets
+                info[I_MASK] = 2 * nb - 1
+                info[I_SPLIT] = 0
+                info[I_RESIZES] += 1
+                if 4 * nb <= info[I_MAXB]:
+                    info[I_GROW_AT] = np.int64(2 * nb * WAYS * GROW_LOAD)
+                else:
+                    info[I_GROW_AT] = NEVER
+                return
+
+    return grow
 
 
-def flush(tab, where=None):
-    """Remove the entries where `where` (a boolean mask over entries(tab);
-    all when None) and compact each bucket so used entries come first.
-    Returns how many were removed."""
-    e = entries(tab)
+# ---- control path (numpy over the active buckets, between bursts) ----
+
+def entries(tab, info):
+    """The active buckets' entries as an (n, 4) view: k0, k1|USED, value, meta."""
+    return tab[:int(info[I_BUCKETS]) * WAYS * WORDS].reshape(-1, WORDS)
+
+
+def used(tab, info):
+    """Boolean mask of used entries (over entries(tab, info))."""
+    return entries(tab, info)[:, 1] != 0
+
+
+def geometry(info):
+    """{entries, max_entries, used, resizes} of a table (control path)."""
+    return {"entries": int(info[I_BUCKETS]) * WAYS, "max_entries": int(info[I_MAXB]) * WAYS,
+            "used": int(info[I_COUNT]), "resizes": int(info[I_RESIZES])}
+
+
+def flush(tab, info, where=None):
+    """Remove the entries where `where` (a boolean mask over
+    entries(tab, info); all when None) and compact each bucket so used
+    entries come first. Returns how many were removed."""
+    e = entries(tab, info)
     if where is None:
         n = int(np.count_nonzero(e[:, 1]))
-        tab[:] = 0
+        e[:] = 0
+        info[I_COUNT] -= n
         return n
     where = where & (e[:, 1] != 0)
     n = int(np.count_nonzero(where))
     if n == 0:
         return 0
     e[where] = 0
+    info[I_COUNT] -= n
     bk = e.reshape(-1, WAYS, WORDS)
     empty = bk[:, :, 1] == 0
     order = np.argsort(empty, axis=1, kind="stable")

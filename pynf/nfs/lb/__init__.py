@@ -34,9 +34,11 @@ State:      each entry has a last-seen time and a state: TCP, TCP closing
             (a FIN or RST was seen, either way), UDP, or fragment. An entry
             idle for its state's timeout is dead: the next packet of the
             5-tuple starts a new flow in it, and a new flow may take its
-            place. A new flow whose bucket (8 entries) holds only live
-            entries evicts the bucket's least recently seen (LRU within the
-            bucket; on_full=drop drops instead). A SYN (without ACK) on a
+            place. The table grows with the flows (max_entries below); a
+            new flow whose bucket (8 entries) holds only live entries
+            evicts the bucket's least recently seen (LRU within the bucket;
+            on_full=drop drops instead): rare below the cap, the rule at
+            it. A SYN (without ACK) on a
             closing entry reopens it (port reuse). Time is the TSC, read
             once a burst.
 Fragments:  paper mode: fragments pass unchanged (the paper's rule), or
@@ -54,10 +56,14 @@ Drops:      lb_full        new flow in a bucket of live entries, with on_full=dr
                            no entry (its first fragment not seen)
             lb_no_backend  new flow to a service whose backends were all
                            drained or removed (control path)
-Settings:   capacity         flow-table entries per replica, rounded up to
-                             8 x a power of two (default: max(65536, 4 x --flows):
-                             a connection takes two entries in services mode;
-                             32 bytes an entry, so 2 MiB at least)
+Settings:   capacity         flow-table entries per replica at start, rounded
+                             up to 8 x a power of two (default: max(65536, 4 x
+                             --flows); 32 bytes an entry, so 2 MiB at least)
+            max_entries      the most the table grows to, per replica
+                             (8388608: 256 MiB; a connection takes two entries
+                             in services mode). The table doubles, a bucket at
+                             a time as new flows come, once a quarter of it is
+                             used; the memory is touched only as it grows
             on_full          evict | drop | hash (send without an entry)
             non_l4           pass | drop
             table_size       Maglev table size M, a prime (65537)
@@ -72,6 +78,8 @@ Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,
             C_REVERSE_STATELESS]: flows created, expired entries taken by
             a new flow, live entries evicted, fragments rewritten,
             entries closed by FIN/RST, replies rewritten without an entry.
+            The stats (report, /metrics) add flows, flow_capacity (the
+            table's entries now), flow_max_entries and resizes_total.
 Control:    add_backend, remove_backend (and flush its flows),
             drain_backend (no new flows), flush_flows: plain Python over
             the state arrays; call them through the mailbox (rt.mail.control) so each

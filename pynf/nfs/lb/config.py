@@ -54,6 +54,13 @@ SVC_ROOM = 16                   # services mode: rows for services added while r
 K_SERVICE, K_VIP, K_BACKEND = 1, 2, 3
 AMBIGUOUS = -2                  # a backend in more than one service
 
+# The flow table's cap, per replica: 8M entries, 256 MiB of memory at most
+# (32 bytes an entry; touched only as the table grows). It holds 2M NAT'd
+# connections (two entries each) at the load where the table stops
+# doubling (pynf.tables.flowtable.GROW_LOAD), with room to fill further
+# before buckets evict: 16 replicas take 4 GiB at the very most.
+MAX_ENTRIES = 1 << 23
+
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 
 
@@ -62,6 +69,7 @@ class LbConfig:
     backends: tuple = DEFAULT_BACKENDS      # paper mode: ((ip, port), ...)
     services: tuple = ()                    # services mode: ((vip, vport, ((ip, port), ...)), ...)
     capacity: int = 65536
+    max_entries: int = MAX_ENTRIES
     on_full: str = "evict"
     non_l4: str = "pass"
     table_size: int = maglev.DEFAULT_M
@@ -87,6 +95,8 @@ class LbConfig:
     def validate(self):
         if self.capacity < 1:
             raise UsageError("--set lb.capacity: must be at least 1")
+        if not 1 <= self.max_entries <= 1 << 31:
+            raise UsageError("--set lb.max_entries: want 1 to 2**31 entries (32 bytes each)")
         for key, allowed in (("on_full", ON_FULL), ("non_l4", NON_L4), ("reverse_nat", REVERSE_NAT)):
             if getattr(self, key) not in allowed:
                 raise UsageError(f"--set lb.{key}: want one of {', '.join(allowed)}")

@@ -24,8 +24,10 @@ from pynf.tables import hashtable as table
 def _shadow(st):
     """A copy of a replica's control state with an empty flow table: a
     change is tried on it first, so one that fails changes nothing."""
-    tab, _ = ct.make(8, CTL_EXTRA)
-    return st._replace(flows=tab, ctl=st.ctl.copy(), counters=st.counters.copy(),
+    tab, info = ct.make(8, CTL_EXTRA)
+    ctl = st.ctl.copy()
+    ct.adopt(ctl, info)
+    return st._replace(flows=tab, ctl=ctl, counters=st.counters.copy(),
                        maglev=st.maglev.copy(), svcs=table.Table(st.svcs.slots.copy(), st.svcs.info.copy()),
                        svc_addr=st.svc_addr.copy(), be=st.be.copy())
 

@@ -79,9 +79,19 @@ def _backend_service(svcs, ip, port):
 
 
 @hot(inline="always")
+def entry_hash(k0, k1):
+    """The bucket hash of a flow-table key: hash5 of the 5-tuple key5 packed
+    (a fragment key's: of (src, dst, IP id, 0, proto), as _slow hashes it)."""
+    return hash5(k0 >> 24, (k1 >> 16) & 0xFFFFFFFF, (k0 >> 8) & 0xFFFF, k1 & 0xFFFF, k0 & 0xFF)
+
+
+claim = ct.claimer(entry_hash)
+
+
+@hot(inline="always")
 def _put(tab, ctl, k0, k1, h, v, meta, now, counters):
     """Insert or update an entry, evicting the bucket's LRU entry if need be."""
-    e, _ = ct.claim(tab, ct.base(ctl, h), k0, k1, now, ctl, counters, True)
+    e, _ = claim(tab, ctl, h, k0, k1, now, counters, True)
     tab[e + 2] = v
     tab[e + 3] = meta
 
@@ -168,7 +178,7 @@ def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
             if e >= 0:
                 cnt[C_EXPIRED] += 1     # the 5-tuple's own dead entry, taken over
             else:
-                e, _ = ct.claim(tab, b, k0, k1, now, ctl, cnt, ctl[O_ON_FULL] == 0)
+                e, _ = claim(tab, ctl, h, k0, k1, now, cnt, ctl[O_ON_FULL] == 0)
             if e >= 0:
                 cnt[C_NEW] += 1
                 tab[e + 2] = v
@@ -286,16 +296,21 @@ def lb(pkts, live, n, st):
                 pkts.dport[i] = v & 0xFFFF
     # Pass 3 (rare): state changes by TCP flags, out of the loop above so
     # that its hot path holds no call. The fields used are those the
-    # rewrite left alone (the client's side), and an entry taken by a new
-    # flow since (a full bucket) is recognised by its key and skipped.
+    # rewrite left alone (the client's side); an entry moved since (the
+    # table grew) is found again by its key, and one taken by a new flow
+    # (a full bucket) is skipped.
     if events:
         for j in range(n):
             h = sc[H + j]
             if h > EVENT:
                 continue
             e = EVENT - h
-            if tab[e] != sc[K0 + j] or tab[e + 1] != (sc[K1 + j] | ct.USED):
-                continue
+            k0 = sc[K0 + j]
+            k1 = sc[K1 + j]
+            if tab[e] != k0 or tab[e + 1] != (k1 | ct.USED):
+                e = ct.find(tab, ct.base(ctl, entry_hash(k0, k1)), k0, k1)
+                if e < 0:
+                    continue
             i = live[j]
             flags = ld8(mem, pkts.off[i] + pkts.l4[i] + 13)
             state = _tcp_event(st, e, flags, tab[e + 2], np.int64(pkts.src_ip[i]), np.int64(pkts.dst_ip[i]),

@@ -4,6 +4,7 @@ import numpy as np
 
 from pynf.compiler.jit import hot
 from pynf.nfs.lb.config import FRAG_KEY
+from pynf.nfs.lb.fastpath import claim
 from pynf.tables import flowtable as ct
 from pynf.tables.hashing import hash5
 
@@ -16,7 +17,7 @@ def _move_flows(src, dst_tab, dst_ctl, dst_cnt, moving, gone):
     tab = src.flows
     nmask = len(moving) - 1
     moved = 0
-    for x in range(len(tab) // ct.WORDS):
+    for x in range(src.ctl[ct.I_BUCKETS] * ct.WAYS):
         e = x * ct.WORDS
         t1 = tab[e + 1]
         if t1 == 0:
@@ -37,7 +38,7 @@ def _move_flows(src, dst_tab, dst_ctl, dst_cnt, moving, gone):
         if not moving[steer & nmask]:
             continue
         meta = tab[e + 3]
-        d, _ = ct.claim(dst_tab, ct.base(dst_ctl, h), k0, k1, meta >> ct.STATE_BITS, dst_ctl, dst_cnt, True)
+        d, _ = claim(dst_tab, dst_ctl, h, k0, k1, meta >> ct.STATE_BITS, dst_cnt, True)
         dst_tab[d + 2] = tab[e + 2]
         dst_tab[d + 3] = meta
         gone[x] = True
@@ -49,7 +50,7 @@ def migrate(src, dst, moving):
     """Move the flow entries (forward, reply and fragment entries alike) of
     the steering buckets in `moving` from replica state src to dst: a moved
     flow keeps its backend, its NAT and its timers."""
-    gone = np.zeros(len(src.flows) // ct.WORDS, dtype=np.bool_)
+    gone = np.zeros(len(ct.entries(src.flows, src.ctl)), dtype=np.bool_)
     n = _move_flows(src, dst.flows, dst.ctl, dst.counters, moving, gone)
-    ct.flush(src.flows, gone)
+    ct.flush(src.flows, src.ctl, gone)
     return int(n)

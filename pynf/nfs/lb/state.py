@@ -61,7 +61,7 @@ def make_state(cfg):
     room = min(BE_LIMIT, nbe + max(64, nbe))        # room for control-path additions
     rows = len(services) + (SVC_ROOM if cfg.services else 0)
     hz = int(ticks_per_second())
-    tab, ctl = ct.make(cfg.capacity, CTL_EXTRA)
+    tab, ctl = ct.make(cfg.capacity, CTL_EXTRA, max(cfg.capacity, cfg.max_entries))
     for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
                     (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
         ctl[ct.I_TMO + s] = int(secs * hz)
@@ -235,15 +235,15 @@ def remove_backend(st, backend, service=None):
 
 
 def _flush_where(st, pick):
-    e = ct.entries(st.flows)
+    e = ct.entries(st.flows, st.ctl)
     slot = (e[:, 2] >> BE_SHIFT) & BE_LIMIT
-    return ct.flush(st.flows, pick(slot))
+    return ct.flush(st.flows, st.ctl, pick(slot))
 
 
 def flush_flows(st, service=None):
     """Remove every flow entry (of one service, when named). Returns how many."""
     if service is None:
-        return ct.flush(st.flows)
+        return ct.flush(st.flows, st.ctl)
     s = _service_index(st, service)
     return _flush_where(st, lambda slot: st.be[np.minimum(slot, len(st.be) - 1), BE_SVC] == s)
 
@@ -270,7 +270,7 @@ def counters(st):
 
 def flow_count(st):
     """Used entries (live or not yet found dead)."""
-    return int(np.count_nonzero(ct.used(st.flows)))
+    return int(np.count_nonzero(ct.used(st.flows, st.ctl)))
 
 
 def add_service(st, vip, vport, backends):
@@ -348,7 +348,7 @@ def services(st):
 def flow_rows(st, limit):
     """Up to `limit` flow entries, as (k0, k1, value, meta) rows (a copy;
     take it between bursts, through the mailbox (rt.mail.control))."""
-    e = ct.entries(st.flows)
+    e = ct.entries(st.flows, st.ctl)
     return e[np.flatnonzero(e[:, 1] != 0)[:limit]].copy()
 
 
@@ -389,7 +389,9 @@ def lb_stats(states):
     """Flow-table occupancy and counters, summed over the replicas' tables;
     the services and backends (the same in each replica)."""
     out = {"flows": sum(flow_count(st) for st in states),
-           "flow_capacity": sum(len(ct.entries(st.flows)) for st in states)}
+           "flow_capacity": sum(len(ct.entries(st.flows, st.ctl)) for st in states),
+           "flow_max_entries": sum(ct.geometry(st.ctl)["max_entries"] for st in states),
+           "resizes_total": sum(ct.geometry(st.ctl)["resizes"] for st in states)}
     for st in states:
         for k, v in counters(st).items():
             out[f"{k}_total"] = out.get(f"{k}_total", 0) + v
