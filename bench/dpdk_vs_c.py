@@ -94,36 +94,68 @@ def run_pynf(files, flows, duration, chain="acl,lb,l3fwd", cache="on"):
     return json.loads(r.stdout)
 
 
+def _med(xs, k):
+    return statistics.median(x[k] for x in xs)
+
+
+def _print_defaults(defaults):
+    print("With pynf's default settings (a capture of that many flows; no --flows, no --flow-cache):")
+    print()
+    print("| flows | C Mpps | pynf default Mpps | pynf / C | runs / C | lb flows created | lb evictions "
+          "| lb table entries (resizes) | lb cycles/pkt |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for flows, c, dflt in defaults:
+        cm, dm = _med(c, "mpps"), _med(dflt, "mpps")
+        ratios = " ".join(f"{x['mpps'] / y['mpps']:.2f}" for x, y in zip(dflt, c))
+        lb = dflt[-1]["nfs"]["lb"]
+        st = lb.get("state", {})
+        print(f"| {flows:,} | {cm:.2f} | {dm:.2f} | {dm / cm:.2f}x | {ratios} | {st.get('new_total', '?')} | "
+              f"{st.get('evicted_total', '?')} | {st.get('flow_capacity', '?')} ({st.get('resizes_total', '?')}) | "
+              f"{lb['cycles_per_packet']} |")
+    for flows, _c, dflt in defaults:
+        per_nf = ", ".join(f"{k}: {v['cycles_per_packet']}" for k, v in dflt[-1]["nfs"].items())
+        print(f"default {flows}: per NF cycles {{{per_nf}}}; flow cache "
+              f"{[st.get('flow_cache') for st in dflt[-1]['stages']]}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flows", default="1000,100000,1000000")
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", choices=("default",), help="C and pynf with default settings only (and no "
+                    "I/O ceiling): the quick look at what a user meets")
     a = ap.parse_args(argv)
     binary = build_cref()
     rows, defaults = [], []
     with tempfile.TemporaryDirectory() as d:
         for flows in [int(x) for x in a.flows.split(",")]:
             files = write_inputs(d, flows)
-            for cache in ("on", "off"):
-                run_pynf(files, flows, 0.5, cache=cache)     # warm pynf's compile cache
+            every = a.only is None
+            for cache in ("on", "off") if every else (None,):
+                run_pynf(files, flows if every else None, 0.5, cache=cache)     # warm pynf's compile cache
             c, p, q, u, dflt = [], [], [], [], []
             for _ in range(a.rounds):
                 c.append(run_c(binary, files, flows, a.duration))
-                p.append(run_pynf(files, flows, a.duration, cache="off"))
-                q.append(run_pynf(files, flows, a.duration, cache="on"))
-                u.append(run_pynf(files, flows, a.duration, cache="auto"))
+                if every:
+                    p.append(run_pynf(files, flows, a.duration, cache="off"))
+                    q.append(run_pynf(files, flows, a.duration, cache="on"))
+                    u.append(run_pynf(files, flows, a.duration, cache="auto"))
                 dflt.append(run_pynf(files, None, a.duration, cache=None))
-            rows.append(("acl,lb,l3fwd", flows, c, p, q, u))
+            if every:
+                rows.append(("acl,lb,l3fwd", flows, c, p, q, u))
             defaults.append((flows, c, dflt))
         files = write_inputs(d, 1000)
+        if not every:
+            _print_defaults(defaults)
+            return
         run_pynf(files, 1000, 0.5, "nop")
         c, p = [], []
         for _ in range(a.rounds):
             c.append(run_c(binary, files, 1000, a.duration, fwd_only=True))
             p.append(run_pynf(files, 1000, a.duration, "nop"))
         rows.append(("I/O ceiling: C rx->tx vs pynf nop", 1000, c, p, None, None))
-    med = lambda xs, k: statistics.median(x[k] for x in xs)
+    med = _med
     print("| chain | flows | C Mpps | C cycles/pkt | pynf Mpps, cache off | cycles/pkt | pynf / C "
           "| cache on | cycles/pkt | pynf / C | cache auto | pynf / C |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -135,16 +167,7 @@ def main(argv=None):
         print(f"| {name} | {flows:,} | {cm:.2f} | {med(c, 'cycles_per_packet'):.0f} | {pm:.2f} | "
               f"{med(p, 'cycles_per_packet'):.0f} | {pm / cm:.2f}x | {on} | {auto} |")
     print()
-    print("With pynf's default settings (a capture of that many flows; no --flows, no --flow-cache):")
-    print()
-    print("| flows | C Mpps | pynf default Mpps | pynf / C | lb flows created | lb evictions | lb cycles/pkt |")
-    print("|---|---|---|---|---|---|---|")
-    for flows, c, dflt in defaults:
-        cm, dm = med(c, "mpps"), med(dflt, "mpps")
-        lb = dflt[-1]["nfs"]["lb"]
-        st = lb.get("state", {})
-        print(f"| {flows:,} | {cm:.2f} | {dm:.2f} | {dm / cm:.2f}x | {st.get('new_total', '?')} | "
-              f"{st.get('evicted_total', '?')} | {lb['cycles_per_packet']} |")
+    _print_defaults(defaults)
     print()
     for name, flows, c, p, q, u in rows:
         for label, runs in (("cache off", p), ("cache on", q), ("cache auto", u)):

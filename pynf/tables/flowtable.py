@@ -55,12 +55,11 @@ NF's state holds is passed on every call. Counters (an int64 array
 passed by the caller) at C_EXPIRED and C_EVICTED. The control path sees
 the active buckets only (`entries(tab, info)`).
 """
-import mmap
-
 import numpy as np
 
 from pynf.compiler.intrinsics import prefetch
 from pynf.compiler.jit import hot
+from pynf.tables import reserve
 
 WAYS = 8
 WORDS = 4                       # int64 words per entry
@@ -111,6 +110,8 @@ def make(capacity, extra=0, max_capacity=None):
     info[I_BUCKETS] = nb
     info[I_MAXB] = maxb
     info[I_GROW_AT] = _grow_at(nb, maxb)
+    if maxb > nb:
+        reserve.watch(tab, info, _soon)
     return tab, info
 
 
@@ -125,15 +126,13 @@ def adopt(info, other):
 
 
 def _reserve(n, touched):
-    """n zeroed int64 words, 64-byte aligned; on 2 MiB-aligned memory
-    advised for transparent huge pages where the table is that big, and
-    anonymous pages (nothing beyond `touched` words costs memory yet)
-    where it may grow."""
-    tab = _huge_zeros(n)
-    if tab is not None:
-        return tab
-    if n > touched:
-        tab = _mapped(n, 64)
+    """n zeroed int64 words, 64-byte aligned: on 2 MiB-aligned memory
+    advised for transparent huge pages where the table is that big (one
+    TLB entry instead of 512: a lookup at a random bucket otherwise
+    misses the TLB), on anonymous pages (nothing beyond what is written
+    costs memory; pynf.tables.reserve) where it may grow."""
+    if n * 8 >= reserve.HUGE or n > touched:
+        tab = reserve.mapped(n, reserve.HUGE if n * 8 >= reserve.HUGE else 64, huge=n * 8 >= reserve.HUGE)
         if tab is not None:
             return tab
     raw = np.zeros(n + 8, dtype=np.int64)
@@ -141,37 +140,15 @@ def _reserve(n, touched):
     return raw[skew:skew + n]
 
 
-def _mapped(n, align, huge=False):
-    """n zeroed int64 words of anonymous memory starting on an `align`
-    boundary, advised for transparent huge pages with huge; None where
-    mmap refuses."""
-    size = n * 8
-    try:
-        m = mmap.mmap(-1, size + align, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except (OSError, ValueError):
-        return None
-    raw = np.frombuffer(m, dtype=np.uint8)
-    skew = (-raw.ctypes.data) % align
-    if huge:
-        start = skew - skew % mmap.PAGESIZE
-        try:
-            m.madvise(mmap.MADV_HUGEPAGE, start, size + align - start)
-        except (OSError, ValueError):
-            pass
-    return raw[skew:skew + size].view(np.int64)
-
-
-HUGE = 1 << 21
-
-
-def _huge_zeros(n):
-    """n zeroed int64 words on 2 MiB-aligned memory advised for transparent
-    huge pages (one TLB entry instead of 512: a lookup at a random bucket
-    otherwise misses the TLB), or None where that is not possible or the
-    table is under one huge page."""
-    if n * 8 < HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return None
-    return _mapped(n, HUGE, huge=True)
+def _soon(info):
+    """Bytes of a table its fast path will touch soon: the active buckets,
+    and the next level's once the count is on its way to a doubling (or
+    at once while the next level is small: a small level fills fast)."""
+    nb = int(info[I_MASK]) + 1
+    if info[I_GROW_AT] != NEVER and (info[I_SPLIT] > 0 or info[I_COUNT] >= reserve.AHEAD * info[I_GROW_AT]
+                                     or 2 * nb * WAYS * WORDS * 8 <= reserve.EAGER):
+        nb *= 2
+    return max(nb, int(info[I_BUCKETS])) * WAYS * WORDS * 8
 
 
 @hot(inline="always")
