@@ -142,8 +142,9 @@ class ChainRef:
     """acl, lb, l3fwd in any order/subset, on whole frames."""
 
     def __init__(self, names, rules=(), backends=(), lb_capacity=1 << 20, routes=(),
-                 default_port=-1, on_full="drop", non_l4="pass"):
+                 default_port=-1, on_full="drop", non_l4="pass", verify_ip_csum=False):
         self.names = names
+        self.verify = verify_ip_csum
         self.rules = list(rules)
         self.lb = Lb(backends, lb_capacity, on_full, non_l4)
         self.l3 = L3fwd(routes, default_port)
@@ -166,7 +167,7 @@ class ChainRef:
                     f = rewrite(f, h, dst=r[0], dport=r[1])
                     h = dict(h, dst=r[0], dport=r[1] if h["proto"] in (6, 17) else h["dport"])
             elif name == "l3fwd":
-                if not ipv4_ok(f, h["l3"]):
+                if self.verify and not ipv4_ok(f, h["l3"]):
                     return "ip_csum", None
                 r = self.l3(h)
                 if isinstance(r, str):

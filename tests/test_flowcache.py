@@ -74,7 +74,8 @@ def test_bad_checksum_in_a_cached_flow_is_still_dropped():
     bad = bytearray(good)
     bad[24] ^= 0xFF                                     # the IPv4 header checksum
     frames = [good] * 8 + [bytes(bad)] + [good] * 3 + [bytes(bad)]
-    ch, _ = same(["acl", "l3fwd"], frames, burst=4)
+    ch, _ = same(["acl", "l3fwd"], frames, burst=4,
+                 ctx=RunContext(settings={"l3fwd": {"verify_ip_csum": "1"}}))
     assert ch.fc.meta[FC_REFUSED] >= 2
     assert ch.drop_counts().get("ip_csum") == 4
 

@@ -41,7 +41,9 @@ def chain(names, tmp):
         svc = os.path.join(tmp, "services.txt")
         with open(svc, "w") as f:
             f.write("10.0.0.2:80 192.168.1.1:80 192.168.1.2:8080\n10.0.0.3:53 192.168.2.1:53\n")
-        ctx = RunContext(files={"backends": svc} if "lb_services" in names else {})
+        # l3fwd checks IPv4 header checksums (off by default in exact-match mode)
+        ctx = RunContext(files={"backends": svc} if "lb_services" in names else {},
+                         settings={"l3fwd": {"verify_ip_csum": "1"}} if "l3fwd" in names else {})
         _CHAINS[key] = Chain([n.replace("lb_services", "lb") for n in names], ctx)
     return _CHAINS[key]
 

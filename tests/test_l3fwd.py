@@ -59,13 +59,19 @@ def test_bad_route_line(tmp_path, text):
 @pytest.mark.parametrize("where", [10, 11, 12, 19, 22])     # the checksum itself, an address, an option
 def test_bad_ipv4_header_checksum_dropped(tmp_path, where):
     """RFC 1812 5.2.2: a router drops a packet whose IPv4 header checksum is
-    wrong; with verify_ip_csum=0 it forwards it as the paper's L3FWD does."""
+    wrong (verify_ip_csum, on by default in router mode); exact-match mode
+    forwards it by default, as the paper's L3FWD and DPDK's l3fwd do."""
     good = P.eth(P.ipv4("1.1.1.1", "10.0.0.2", options=b"\x01" * 4 if where == 22 else b""))
     bad = bytearray(good)
     bad[14 + where] ^= 0x40
-    v, outs = chain(tmp_path).run([good, bytes(bad)])
+    v, outs = chain(tmp_path, verify_ip_csum="1").run([good, bytes(bad)])
     assert v == [1, "ip_csum"]
-    ref = R.ChainRef(["l3fwd"], routes=[(P.ip("10.0.0.2"), 1)])
+    ref = R.ChainRef(["l3fwd"], routes=[(P.ip("10.0.0.2"), 1)], verify_ip_csum=True)
     assert ref(bytes(bad))[0] == "ip_csum"
-    v, _ = chain(tmp_path, verify_ip_csum="0").run([bytes(bad)])
-    assert v[0] != "ip_csum"
+    v, _ = chain(tmp_path).run([bytes(bad)])          # an address bit flipped: maybe no route
+    assert v[0] != "ip_csum" and v == [R.ChainRef(["l3fwd"], routes=[(P.ip("10.0.0.2"), 1)])(bytes(bad))[0]]
+    p = tmp_path / "prefixes.txt"
+    p.write_text("10.0.0.0/24 1\n")
+    router = Chain(["l3fwd"], RunContext(files={"routes": str(p)}))
+    v, _ = router.run([bytes(bad)])
+    assert v == ["ip_csum"]
