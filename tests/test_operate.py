@@ -164,6 +164,8 @@ def test_changes_while_running(tmp_path, io_kind):
         assert st1["rx"] <= m1[("pynf_rx_packets_total", ())] <= rx <= st2["rx"]
         assert m2[("pynf_drops_total", (("reason", "acl"),))] == st2["drops"]["acl"]   # frozen
         assert m2[("pynf_lb_flows", ())] > 0
+        assert m2[("pynf_lb_flow_capacity", ())] <= m2[("pynf_lb_flow_max_entries", ())]
+        assert ("pynf_lb_resizes_total", ()) in m2
         assert ("pynf_nf_cycles_total", (("nf", "lb"),)) in m2
         assert m2[("pynf_flow_cache_replicas_on", (("stage", "0"),))] in (0, 1)    # a gauge: auto turns it off
         port_rx = sum(v for (n, lab), v in m2.items() if n == "pynf_port_rx_packets_total")
