@@ -308,9 +308,9 @@ def test_udp_and_tcp_idle_timeouts(tmp_path):
 
 
 def test_timeouts_are_settings(tmp_path):
-    ch = paper_chain(tmp_path, udp_timeout=5, tcp_timeout=10.5, tcp_fin_timeout=1)
+    ch = paper_chain(tmp_path, udp_timeout=5, tcp_timeout=10.5, tcp_fin_timeout=1, tcp_syn_timeout=2)
     st = st_of(ch)
-    assert L.timeouts(st) == [L.ticks(st, 10.5), L.ticks(st, 1), L.ticks(st, 5), L.ticks(st, 30)]
+    assert L.timeouts(st) == [L.ticks(st, 10.5), L.ticks(st, 1), L.ticks(st, 5), L.ticks(st, 30), L.ticks(st, 2)]
     L.set_clock(st, 0)
     ch.run([P.udp()])
     L.set_clock(st, 6)
@@ -353,8 +353,8 @@ def test_fin_and_rst_shorten_both_directions(tmp_path):
     assert L.counters(st)["closed"] == 2
     e = L.ct.entries(st.flows, st.ctl)
     used = e[e[:, 1] != 0]
-    fresh = used[(used[:, 3] >> 2) >= L.ticks(st, 1000)]      # seen since t = 1000 s
-    assert len(fresh) == 2 and set(fresh[:, 3] & 3) == {L.S_FIN}
+    fresh = used[(used[:, 3] >> L.ct.STATE_BITS) >= L.ticks(st, 1000)]      # seen since t = 1000 s
+    assert len(fresh) == 2 and set(fresh[:, 3] & L.ct.STATE_MASK) == {L.S_FIN}
 
 
 def test_syn_reopens_a_closing_entry(tmp_path):
@@ -363,7 +363,7 @@ def test_syn_reopens_a_closing_entry(tmp_path):
     L.set_clock(st, 0)
     ch.run([P.tcp(tcp_flags=0x02), P.tcp(tcp_flags=0x11)])
     L.set_clock(st, 100)
-    ch.run([P.tcp(tcp_flags=0x02)])              # port reuse: a new SYN
+    ch.run([P.tcp(tcp_flags=0x02), P.tcp(tcp_flags=0x10)])  # port reuse: a new SYN, the handshake's ACK
     L.set_clock(st, 100 + 500)
     ch.run([P.tcp(tcp_flags=0x10)])              # 500 s later: established, still alive
     assert L.counters(st)["expired"] == 0 and L.counters(st)["new"] == 1
@@ -563,7 +563,7 @@ def test_table_grows_without_losing_a_flow(tmp_path):
                for o in outs)
     assert L.lb_stats([st])["new_total"] == n
     e = L.ct.entries(st.flows, st.ctl)
-    closing = np.count_nonzero((e[:, 1] != 0) & ((e[:, 3] & 3) == L.S_FIN))
+    closing = np.count_nonzero((e[:, 1] != 0) & ((e[:, 3] & L.ct.STATE_MASK) == L.S_FIN))
     assert closing == 2 * len(fined), (closing, len(fined))
 
 
@@ -581,6 +581,113 @@ def test_table_stops_growing_at_max_entries(tmp_path):
 def test_max_entries_below_one_is_refused(tmp_path):
     with pytest.raises(UsageError, match="max_entries"):
         paper_chain(tmp_path, max_entries=0)
+
+
+# ---- half-open connections, floods, a cap on new flows ----
+
+def _states(st):
+    e = L.ct.entries(st.flows, st.ctl)
+    used = e[e[:, 1] != 0]
+    return sorted(int(x) for x in used[:, 3] & L.ct.STATE_MASK)
+
+
+def test_handshake_makes_half_open_established(tmp_path):
+    ch = chain(tmp_path, services_text())
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    _, (o,) = ch.run([P.tcp(CLIENT, VIP, sport=40000, dport=80, tcp_flags=0x02)])
+    assert _states(st) == [L.S_SYN, L.S_SYN] and L.lb_stats([st])["half_open"] == 2
+    bip, bport = dst_of(o)
+    back = ".".join(map(str, bip.to_bytes(4, "big")))
+    ch.run([P.tcp(back, CLIENT, sport=bport, dport=40000, tcp_flags=0x12)])      # SYN/ACK: still half-open
+    assert _states(st) == [L.S_SYN, L.S_SYN]
+    ch.run([P.tcp(CLIENT, VIP, sport=40000, dport=80, tcp_flags=0x10)])          # the client's ACK
+    assert _states(st) == [L.S_TCP, L.S_TCP] and L.lb_stats([st])["half_open"] == 0
+    assert L.counters(st)["new"] == 1
+
+
+def _tcp_in_bucket0(st, n, start=1):
+    from pynf.tables.hashing import hash5
+    out, sp, mask = [], start, int(st.ctl[L.ct.I_MASK])
+    while len(out) < n:
+        if int(hash5(P.ip("10.0.0.1"), P.ip("1.2.3.4"), sp, 80, 6)) & mask == 0:
+            out.append(sp)
+        sp += 1
+    return out
+
+
+def _tcp(sp, flags):
+    return P.tcp("10.0.0.1", "1.2.3.4", sport=sp, dport=80, tcp_flags=flags)
+
+
+def test_a_syn_never_pushes_out_an_established_entry(tmp_path):
+    ch = paper_chain(tmp_path, capacity=64, max_entries=64)          # 8 buckets of 8, no growth
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    sps = _tcp_in_bucket0(st, 12)
+    ch.run([_tcp(sp, 0x02) for sp in sps[:8]] + [_tcp(sp, 0x10) for sp in sps[:8]])   # 8 established
+    v, _ = ch.run([_tcp(sps[8], 0x02)])
+    assert v == ["lb_syn_full"] and L.counters(st)["evicted"] == 0
+    v, _ = ch.run([_tcp(sp, 0x10) for sp in sps[:8]])
+    assert v == [0] * 8 and L.counters(st)["new"] == 8       # all still there
+    # half-open entries go first: four established, four half-open; a SYN
+    # and then a UDP-like newcomer (not half-open) each take a half-open's place
+    ch = paper_chain(tmp_path, capacity=64, max_entries=64)
+    st = st_of(ch)
+    for k, sp in enumerate(sps[:8]):
+        L.set_clock(st, 1 + k)
+        ch.run([_tcp(sp, 0x02)] + ([_tcp(sp, 0x10)] if k % 2 == 0 else []))
+    L.set_clock(st, 20)
+    ch.run([_tcp(sps[8], 0x02)])                  # evicts the oldest half-open (sps[1], seen at t = 2)
+    ch.run([_tcp(sps[9], 0x10)])                  # mid-flow, not half-open: evicts the next (sps[3])
+    assert L.counters(st)["evicted"] == 2 and L.counters(st)["new"] == 10
+    assert _states(st).count(L.S_TCP) == 5 and _states(st).count(L.S_SYN) == 3
+    n = L.counters(st)["new"]
+    ch.run([_tcp(sp, 0x10) for sp in sps[0:8:2]])  # the established ones are all still there
+    assert L.counters(st)["new"] == n
+
+
+def test_established_connections_survive_a_syn_flood_at_the_cap(tmp_path):
+    ch = chain(tmp_path, services_text(), capacity=256, max_entries=256)
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    conns = [(f"172.16.9.{k + 1}", 40000 + k) for k in range(20)]
+    _, outs = ch.run([P.tcp(ip, VIP, sport=sp, dport=80, tcp_flags=0x02) for ip, sp in conns])
+    backends = [dst_of(o) for o in outs]
+    ch.run([P.tcp(ip, VIP, sport=sp, dport=80, tcp_flags=0x10) for ip, sp in conns])
+    rng = random.Random(7)
+    flood = [P.tcp(f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                   VIP, sport=rng.randrange(1024, 65536), dport=80, tcp_flags=0x02) for _ in range(3000)]
+    for k in range(0, len(flood), 300):
+        L.set_clock(st, 2 + k / 300)
+        v, _ = ch.run(flood[k:k + 300])
+    stats = L.lb_stats([st])
+    assert stats["flows"] <= 256 and stats["half_open"] > 100, stats
+    new = L.counters(st)["new"]
+    _, outs = ch.run([P.tcp(ip, VIP, sport=sp, dport=80, tcp_flags=0x10) for ip, sp in conns])
+    assert [dst_of(o) for o in outs] == backends and L.counters(st)["new"] == new
+    replies = [P.tcp(".".join(map(str, b[0].to_bytes(4, "big"))), ip, sport=b[1], dport=sp, tcp_flags=0x10)
+               for (ip, sp), b in zip(conns, backends)]
+    _, outs = ch.run(replies)
+    assert all(o[26:30] == bytes(map(int, VIP.split("."))) for o in outs)
+    assert L.counters(st)["evicted"] > 2000       # the flood's entries pushed out each other
+
+
+def test_max_new_per_s_caps_new_flows(tmp_path):
+    ch = paper_chain(tmp_path, max_new_per_s=50)
+    st = st_of(ch)
+    L.set_clock(st, 1)
+    fs = [P.udp(_conn(k)[0], "1.2.3.4", sport=_conn(k)[1], dport=53) for k in range(200)]
+    v, _ = ch.run(fs)
+    assert v.count("lb_rate") == 150 and L.counters(st)["new"] == 50
+    ok = [f for f, x in zip(fs, v) if x != "lb_rate"]
+    v, _ = ch.run(ok)                             # flows with entries are not new: no tokens needed
+    assert "lb_rate" not in v
+    L.set_clock(st, 2)
+    v, _ = ch.run(fs[50:])
+    assert v.count("lb_rate") == 100              # a second later: 50 more
+    with pytest.raises(UsageError, match="max_new_per_s"):
+        paper_chain(tmp_path, max_new_per_s=-1)
 
 
 # ---- files ----

@@ -81,7 +81,7 @@ def map_get(m, k0, k1, now):
     full, the bucket's least recently seen one. Marks the key seen at now."""
     tab = m.tab
     b = ft.base(m.info, _hash(k0, k1))
-    e, fresh = ft.claim_at(tab, b, np.int64(k0), np.int64(k1), now, m.info, m.counters, True)
+    e, fresh = ft.claim_at(tab, b, np.int64(k0), np.int64(k1), now, m.info, m.counters, ft.EVICT_ANY)
     if not fresh and ft.expired(tab[e + 3], now, m.info):
         m.counters[ft.C_EXPIRED] += 1        # its own entry, idle too long: a new one
         fresh = True

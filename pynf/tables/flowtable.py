@@ -2,10 +2,10 @@
 
 Entries are 4 int64 words, 32 bytes, two to a cache line:
 
-    [k0, k1 | USED, value, last_seen << 2 | state]
+    [k0, k1 | USED, value, last_seen << 3 | state]
 
 The key is two words below 2**62 (pynf.tables.hashing.key5 packs a 5-tuple
-into them); `value` is the caller's (any int64); `state` (0..3) picks the
+into them); `value` is the caller's (any int64); `state` (0..7) picks the
 entry's idle timeout from info[I_TMO + state] (ticks), and last_seen
 is the time of the entry's last packet, in the same ticks. A key lives in
 one bucket of WAYS = 8 entries (256 bytes, 64-byte aligned): bucket =
@@ -21,9 +21,13 @@ stops at the first empty entry, and a miss in a lightly loaded bucket
 costs one or two compares.
 
 Insert (`claim`) takes, in this order: the key's own entry, an expired
-entry (counted as an expiry), an empty entry, or else, when the caller
-allows it, the bucket's least recently seen entry (counted as an
-eviction): LRU within the bucket, not across the table. Capacity is a
+entry (counted as an expiry), an empty entry, or else, as the caller
+allows (its `evict`): with EVICT_ANY the bucket's least recently seen
+entry in the weak state (info[I_WEAK]: a half-open connection's, say),
+else its least recently seen entry; with EVICT_WEAK a weak entry only
+(so a newcomer that is itself weak never pushes out an entry that is
+not); with EVICT_NONE nothing. An eviction is counted; it is LRU within
+the bucket, not across the table. Capacity is a
 power-of-two number of buckets; a table for `capacity` entries holds
 ceil(capacity / 8) buckets rounded up to a power of two. Entries expire
 lazily: nothing scans the table on the fast path; an expired entry is
@@ -64,7 +68,7 @@ from pynf.tables import reserve
 WAYS = 8
 WORDS = 4                       # int64 words per entry
 USED = 1 << 62
-STATE_BITS = 2
+STATE_BITS = 3
 STATE_MASK = (1 << STATE_BITS) - 1
 
 # info: int64[I_END + extra]
@@ -75,8 +79,11 @@ I_MAXB = 3          # bucket cap
 I_COUNT = 4         # used entries
 I_GROW_AT = 5       # I_COUNT at which the next doubling starts
 I_RESIZES = 6       # doublings done
-I_TMO = 7           # timeout of state 0..3
+I_WEAK = 7          # the state evicted first (-1: none)
+I_TMO = 8           # timeout of state 0..7
 I_END = I_TMO + (1 << STATE_BITS)
+
+EVICT_NONE, EVICT_ANY, EVICT_WEAK = 0, 1, 2
 
 GROW_LOAD = 0.25    # start doubling at a quarter of the slots used
 GROW_STEPS = 2      # buckets split per claim while doubling
@@ -110,6 +117,7 @@ def make(capacity, extra=0, max_capacity=None):
     info[I_BUCKETS] = nb
     info[I_MAXB] = maxb
     info[I_GROW_AT] = _grow_at(nb, maxb)
+    info[I_WEAK] = -1
     if maxb > nb:
         reserve.watch(tab, info, _soon)
     return tab, info
@@ -122,7 +130,7 @@ def _grow_at(nb, maxb):
 def adopt(info, other):
     """Give info the geometry and count of other (a table's info made by
     `make`): for a copy of a table's settings beside another table."""
-    info[:I_TMO] = other[:I_TMO]
+    info[:I_WEAK] = other[:I_WEAK]
 
 
 def _reserve(n, touched):
@@ -195,15 +203,19 @@ def expired(meta, now, info):
 def claim_at(tab, b, k0, k1, now, info, counters, evict):
     """An entry for key (k0, k1) in the bucket at b, keyed but not yet
     valued: the key's own entry (live or not), else an expired entry, else
-    an empty one, else (with evict) the least recently seen. -1 when the
-    bucket is full of live entries and evict is False. Returns (entry word
-    index, fresh): fresh is False when the key was already there. The
-    table does not grow (a table with rows beside it: pynf.nf.blocks)."""
+    an empty one, else as `evict` allows (EVICT_ANY: the least recently
+    seen weak entry, else the least recently seen; EVICT_WEAK: a weak one
+    only; EVICT_NONE: none). -1 when nothing may be taken. Returns (entry
+    word index, fresh): fresh is False when the key was already there.
+    The table does not grow (a table with rows beside it: pynf.nf.blocks)."""
     tag = k1 | USED
+    weak = info[I_WEAK]
     exp = -1
     empty = -1
     oldest = -1
     oldest_t = 0
+    oldw = -1
+    oldw_t = 0
     for s in range(WAYS):
         e = b + s * WORDS
         x = w(tab, e, 1)
@@ -219,13 +231,19 @@ def claim_at(tab, b, k0, k1, now, info, counters, evict):
         if oldest < 0 or t < oldest_t:
             oldest = e
             oldest_t = t
+        if (m & STATE_MASK) == weak and (oldw < 0 or t < oldw_t):
+            oldw = e
+            oldw_t = t
     if exp >= 0:
         counters[C_EXPIRED] += 1
         e = exp
     elif empty >= 0:
         info[I_COUNT] += 1
         e = empty
-    elif evict:
+    elif evict != EVICT_NONE and oldw >= 0:
+        counters[C_EVICTED] += 1
+        e = oldw
+    elif evict == EVICT_ANY:
         counters[C_EVICTED] += 1
         e = oldest
     else:
@@ -233,6 +251,22 @@ def claim_at(tab, b, k0, k1, now, info, counters, evict):
     tab[e] = k0
     tab[e + 1] = tag
     return e, True
+
+
+@hot(inline="always")
+def remove(tab, info, b, e):
+    """Remove entry e of the bucket at b: the bucket's last used entry takes
+    its place, so that used entries stay first."""
+    last = e
+    for s in range(WAYS):
+        x = b + s * WORDS
+        if w(tab, x, 1) == 0:
+            break
+        last = x
+    for k in range(WORDS):
+        tab[e + k] = tab[last + k]
+        tab[last + k] = 0
+    info[I_COUNT] -= 1
 
 
 def claimer(hashfn):

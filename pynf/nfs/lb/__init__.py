@@ -30,15 +30,24 @@ Behaviour:  Flows live in a set-associative flow table (pynf.tables.flowtable).
             (a filter of the VIP and backend addresses lets most of it
             by without a table lookup). The stage fixes IPv4 and TCP/UDP
             checksums (RFC 1624; UDP 0 stays 0).
-State:      each entry has a last-seen time and a state: TCP, TCP closing
-            (a FIN or RST was seen, either way), UDP, or fragment. An entry
+State:      each entry has a last-seen time and a state: TCP half-open (a
+            SYN without ACK started it; the client has not yet ACKed),
+            TCP established, TCP closing (a FIN or RST was seen, either
+            way), UDP, or fragment. The client's ACK makes a half-open
+            connection established, both directions. An entry
             idle for its state's timeout is dead: the next packet of the
             5-tuple starts a new flow in it, and a new flow may take its
             place. The table grows with the flows (max_entries below); a
             new flow whose bucket (8 entries) holds only live entries
             evicts the bucket's least recently seen (LRU within the bucket;
             on_full=drop drops instead): rare below the cap, the rule at
-            it. A SYN (without ACK) on a
+            it. Half-open entries go first, and a new half-open connection
+            takes only a half-open entry's place, never an established
+            one's: a flood of spoofed SYNs fills the table with half-open
+            entries that push each other out (and time out in
+            tcp_syn_timeout), while established connections keep theirs
+            (Linux keeps half-open connections apart for the same reason).
+            A SYN (without ACK) on a
             closing entry reopens it (port reuse). Time is the TSC, read
             once a burst.
 Fragments:  paper mode: fragments pass unchanged (the paper's rule), or
@@ -56,6 +65,9 @@ Drops:      lb_full        new flow in a bucket of live entries, with on_full=dr
                            no entry (its first fragment not seen)
             lb_no_backend  new flow to a service whose backends were all
                            drained or removed (control path)
+            lb_syn_full    new connection (a SYN) whose bucket holds no
+                           half-open entry to replace: established ones stay
+            lb_rate        new flow over max_new_per_s
 Settings:   capacity         flow-table entries per replica at start, rounded
                              up to 8 x a power of two (default: max(65536, 4 x
                              --flows); 32 bytes an entry, so 2 MiB at least)
@@ -69,6 +81,10 @@ Settings:   capacity         flow-table entries per replica at start, rounded
             table_size       Maglev table size M, a prime (65537)
             tcp_timeout      idle seconds, established TCP (900)
             tcp_fin_timeout  idle seconds after a FIN or RST (120)
+            tcp_syn_timeout  idle seconds, half-open TCP (60, IPVS's SYN_RECV)
+            max_new_per_s    new flows a second per replica, at most (0: no
+                             cap; a bucket of a second's worth; over it:
+                             lb_rate), as Katran's MAX_CONN_RATE
             udp_timeout      idle seconds, UDP (300)
             frag_timeout     idle seconds, a fragmented datagram (30)
             reverse_nat      table (the default) | table+backend
@@ -95,7 +111,20 @@ Follows:    the paper's LB NF (5-tuple flow table, dst rewrite); Maglev
 """
 from pynf.nf import nf
 from pynf.nfs.lb import config, state
-from pynf.nfs.lb.config import BE_FLAG, BE_FREE, BE_LIMIT, BE_SHIFT, S_FIN, SVC_ROOM, LbConfig, ct, parse_backends
+from pynf.nfs.lb.config import (
+    BE_FLAG,
+    BE_FREE,
+    BE_LIMIT,
+    BE_SHIFT,
+    DROPS,
+    S_FIN,
+    S_SYN,
+    S_TCP,
+    SVC_ROOM,
+    LbConfig,
+    ct,
+    parse_backends,
+)
 from pynf.nfs.lb.control import FILES, VERBS
 from pynf.nfs.lb.fastpath import lb as _lb
 from pynf.nfs.lb.migrate import migrate
@@ -117,11 +146,12 @@ from pynf.nfs.lb.state import (
     timeouts,
 )
 
-__all__ = ["BE_FLAG", "BE_FREE", "BE_LIMIT", "BE_SHIFT", "S_FIN", "SVC_ROOM", "LbConfig", "add_backend",
+__all__ = ["BE_FLAG", "BE_FREE", "BE_LIMIT", "BE_SHIFT", "S_FIN", "S_SYN", "S_TCP", "SVC_ROOM", "LbConfig",
+           "add_backend",
            "add_service", "config", "counters", "ct", "del_service", "drain_backend", "flow_count",
            "flush_flows", "lb", "make_state", "parse_backends", "remove_backend", "services", "set_clock",
            "state", "ticks", "timeouts"]
 
-lb = nf("lb", drops=("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend"), config=LbConfig, state=make_state,
+lb = nf("lb", drops=DROPS, config=LbConfig, state=make_state,
         files=FILES, verbs=VERBS, live=LIVE_SETTINGS, stats=lb_stats, migrate=migrate, key="flow",
         writes=lambda cfg: None if cfg.services else ("dst_ip", "dport"))(_lb)   # paper mode: no reverse NAT

@@ -14,8 +14,12 @@ ON_FULL = ("evict", "drop", "hash")
 NON_L4 = ("pass", "drop")
 REVERSE_NAT = ("table+backend", "table")   # index order is the kernel's opts code
 
-# Entry states (pynf.tables.flowtable: 2 bits; each picks a timeout)
-S_TCP, S_FIN, S_UDP, S_FRAG = 0, 1, 2, 3
+# Entry states (pynf.tables.flowtable: 3 bits; each picks a timeout):
+# established TCP, closing TCP, UDP, a fragmented datagram, and a TCP
+# connection whose handshake the client has not finished (S_SYN: the
+# flow table's weak state, evicted first and never in favour of another)
+S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN = 0, 1, 2, 3, 4
+STATES = (S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN)
 
 # Counter slots of st.counters
 C_EXPIRED = ct.C_EXPIRED
@@ -26,12 +30,12 @@ COUNTERS = ("expired", "evicted", "new", "fragments", "closed", "reverse_statele
 # st.ctl: pynf.tables.flowtable's info (bucket mask, count, timeouts by state at
 # ct.I_TMO + state), then these slots; one array, as each array in the
 # state is passed on every call
-CLOCK, O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV = range(ct.I_END, ct.I_END + 7)
+CLOCK, O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV, O_RATE, O_TOKENS, O_FILLED = range(ct.I_END, ct.I_END + 10)
 # ... and a filter (services mode): bit hash32(a) & FILTER_MASK of st.ctl's
 # words from FILTER is set for each VIP and, with reverse_nat=table+backend,
 # each backend address. A packet that is not a live flow's and whose
 # addresses' bits are clear is not ours: it passes without the slow path.
-FILTER = ct.I_END + 8
+FILTER = ct.I_END + 10
 FILTER_BITS = 1 << 16
 FILTER_MASK = FILTER_BITS - 1
 CTL_EXTRA = FILTER + FILTER_BITS // 64 - ct.I_END
@@ -49,7 +53,8 @@ BE_SHIFT = 49
 BE_LIMIT = (1 << 13) - 1        # backend slots: 13 bits of the value
 # Key marks: k1 of a fragment entry; svcs-table k1 of each kind of key
 FRAG_KEY = 1 << 48
-LB_FULL, LB_NON_L4, LB_FRAG, LB_NO_BACKEND = range(4)     # drop reasons, in @nf's drops= order
+LB_FULL, LB_NON_L4, LB_FRAG, LB_NO_BACKEND, LB_SYN_FULL, LB_RATE = range(6)   # drop reasons, in @nf's drops= order
+DROPS = ("lb_full", "lb_non_l4", "lb_frag", "lb_no_backend", "lb_syn_full", "lb_rate")
 SVC_ROOM = 16                   # services mode: rows for services added while running
 K_SERVICE, K_VIP, K_BACKEND = 1, 2, 3
 AMBIGUOUS = -2                  # a backend in more than one service
@@ -75,6 +80,8 @@ class LbConfig:
     table_size: int = maglev.DEFAULT_M
     tcp_timeout: float = 900.0
     tcp_fin_timeout: float = 120.0
+    tcp_syn_timeout: float = 60.0
+    max_new_per_s: int = 0
     udp_timeout: float = 300.0
     frag_timeout: float = 30.0
     reverse_nat: str = "table"
@@ -106,7 +113,9 @@ class LbConfig:
         if self.table_size < most:
             raise UsageError(f"--set lb.table_size: {self.table_size} is smaller than a "
                              f"service's {most} backends")
-        for key in ("tcp_timeout", "tcp_fin_timeout", "udp_timeout", "frag_timeout"):
+        if self.max_new_per_s < 0:
+            raise UsageError("--set lb.max_new_per_s: want new flows a second per replica, 0 for no cap")
+        for key in ("tcp_timeout", "tcp_fin_timeout", "tcp_syn_timeout", "udp_timeout", "frag_timeout"):
             if not getattr(self, key) > 0:
                 raise UsageError(f"--set lb.{key}: want seconds > 0")
 

@@ -27,15 +27,22 @@ from pynf.nfs.lb.config import (
     LB_FULL,
     LB_NO_BACKEND,
     LB_NON_L4,
+    LB_RATE,
+    LB_SYN_FULL,
     MODE_SERVICES,
+    O_FILLED,
+    O_HZ,
     O_M,
     O_MODE,
     O_NON_L4,
     O_ON_FULL,
+    O_RATE,
     O_REV,
+    O_TOKENS,
     REV,
     S_FIN,
     S_FRAG,
+    S_SYN,
     S_TCP,
     S_UDP,
     TCP_ACK,
@@ -89,39 +96,80 @@ claim = ct.claimer(entry_hash)
 
 
 @hot(inline="always")
-def _put(tab, ctl, k0, k1, h, v, meta, now, counters):
-    """Insert or update an entry, evicting the bucket's LRU entry if need be."""
-    e, _ = claim(tab, ctl, h, k0, k1, now, counters, True)
-    tab[e + 2] = v
-    tab[e + 3] = meta
+def _put(tab, ctl, k0, k1, h, v, meta, now, counters, evict):
+    """Insert or update an entry as `evict` allows (pynf.tables.flowtable);
+    its entry, or -1 when there was no room."""
+    e, _ = claim(tab, ctl, h, k0, k1, now, counters, evict)
+    if e >= 0:
+        tab[e + 2] = v
+        tab[e + 3] = meta
+    return e
 
 
 @hot(inline="always")
-def _close(tab, ctl, src, dst, sport, dport, proto):
-    """Mark a 5-tuple's entry closing: the other direction saw a FIN or RST."""
+def _rate_ok(ctl, now):
+    """max_new_per_s: a token bucket of a second's worth of new flows, in
+    1/hz parts of a token (hz: the clock's ticks a second)."""
+    rate = ctl[O_RATE]
+    if rate <= 0:
+        return True
+    hz = ctl[O_HZ]
+    gap = now - ctl[O_FILLED]
+    if gap > hz or ctl[O_FILLED] == 0:
+        gap = hz
+    if gap < 0:
+        gap = 0
+    tokens = min(ctl[O_TOKENS] + gap * rate, rate * hz)
+    ctl[O_FILLED] = now
+    if tokens < hz:
+        ctl[O_TOKENS] = tokens
+        return False
+    ctl[O_TOKENS] = tokens - hz
+    return True
+
+
+@hot(inline="always")
+def _mark(tab, ctl, src, dst, sport, dport, proto, state, only):
+    """Set a 5-tuple's entry to `state` (the other direction saw a FIN or
+    RST, or finished the handshake); with only >= 0, only if it is in
+    state `only`."""
     k0, k1 = key5(src, dst, sport, dport, proto)
     e = ct.find(tab, ct.base(ctl, hash5(src, dst, sport, dport, proto)), k0, k1)
-    if e >= 0:
-        tab[e + 3] = (tab[e + 3] & ~ct.STATE_MASK) | S_FIN
+    if e >= 0 and (only < 0 or (tab[e + 3] & ct.STATE_MASK) == only):
+        tab[e + 3] = (tab[e + 3] & ~ct.STATE_MASK) | state
+
+
+@hot(inline="always")
+def _other(tab, ctl, v, src, dst, sport, dport, state, only):
+    """_mark the other direction's entry of a services-mode connection."""
+    if v & REV:         # a reply: the client's entry
+        _mark(tab, ctl, dst, (v >> 16) & 0xFFFFFFFF, dport, v & 0xFFFF, 6, state, only)
+    else:               # from the client: the reply's entry
+        _mark(tab, ctl, (v >> 16) & 0xFFFFFFFF, src, v & 0xFFFF, sport, 6, state, only)
 
 
 @hot
 def _tcp_event(st, e, flags, v, src, dst, sport, dport):
-    """New state of live TCP entry e on a packet with SYN, FIN or RST: a FIN
-    or RST closes it and (services mode) its other direction's entry; a SYN
-    without ACK reopens a closing entry (the 5-tuple is reused)."""
+    """New state of live TCP entry e on a packet with SYN, FIN or RST, or on
+    any packet of a half-open entry: a FIN or RST closes it and (services
+    mode) its other direction's entry; a SYN without ACK reopens a closing
+    entry (the 5-tuple is reused: half-open again); an ACK without SYN on a
+    half-open entry completes the handshake, both directions."""
     tab = st.flows
     state = tab[e + 3] & ct.STATE_MASK
+    services = st.ctl[O_MODE] == MODE_SERVICES
     if flags & (TCP_FIN | TCP_RST):
         if state != S_FIN:
             st.counters[C_CLOSED] += 1
-            if st.ctl[O_MODE] == MODE_SERVICES:
-                if v & REV:         # a reply: close the client's entry
-                    _close(tab, st.ctl, dst, (v >> 16) & 0xFFFFFFFF, dport, v & 0xFFFF, 6)
-                else:               # from the client: close the reply's entry
-                    _close(tab, st.ctl, (v >> 16) & 0xFFFFFFFF, src, v & 0xFFFF, sport, 6)
+            if services:
+                _other(tab, st.ctl, v, src, dst, sport, dport, S_FIN, -1)
         return S_FIN
-    if (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN:
+    syn_ack = flags & (TCP_SYN | TCP_ACK)
+    if syn_ack == TCP_SYN:
+        return S_SYN if state == S_FIN else state
+    if state == S_SYN and syn_ack == TCP_ACK:
+        if services:
+            _other(tab, st.ctl, v, src, dst, sport, dport, S_TCP, S_SYN)
         return S_TCP
     return state
 
@@ -174,28 +222,41 @@ def _slow(st, src, dst, sp, dp, proto, fr, ident, flags, now):
             bip = st.be[k, BE_IP]
             bport = st.be[k, BE_PORT]
             v = (bip << 16) | bport | (k << BE_SHIFT)
-            state = S_UDP if proto == 17 else (S_FIN if flags & (TCP_FIN | TCP_RST) else S_TCP)
+            if not _rate_ok(ctl, now):
+                return -2 - LB_RATE
+            state = S_UDP if proto == 17 else (S_FIN if flags & (TCP_FIN | TCP_RST) else (
+                S_SYN if (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN else S_TCP))
+            # a half-open connection never pushes out an entry that is not
+            evict = ct.EVICT_NONE if ctl[O_ON_FULL] != 0 else (ct.EVICT_WEAK if state == S_SYN else ct.EVICT_ANY)
             if e >= 0:
                 cnt[C_EXPIRED] += 1     # the 5-tuple's own dead entry, taken over
             else:
-                e, _ = claim(tab, ctl, h, k0, k1, now, cnt, ctl[O_ON_FULL] == 0)
+                e, _ = claim(tab, ctl, h, k0, k1, now, cnt, evict)
             if e >= 0:
-                cnt[C_NEW] += 1
                 tab[e + 2] = v
                 tab[e + 3] = stamp | state
                 if services:            # the reply's entry: backend -> client
                     rk0, rk1 = key5(bip, src, bport, sp, proto)
-                    _put(tab, ctl, rk0, rk1, hash5(bip, src, bport, sp, proto),
-                         st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, cnt)
+                    r = _put(tab, ctl, rk0, rk1, hash5(bip, src, bport, sp, proto),
+                             st.svc_addr[svc] | REV | (k << BE_SHIFT), stamp | state, now, cnt, evict)
+                    if r < 0:           # no room for the reply's: the connection is not taken
+                        b = ct.base(ctl, h)         # (the claim may have moved the forward entry)
+                        e = ct.find(tab, b, k0, k1)
+                        if e >= 0:
+                            ct.remove(tab, ctl, b, e)
+                        return -2 - (LB_SYN_FULL if state == S_SYN else LB_FULL)
+                cnt[C_NEW] += 1
             elif ctl[O_ON_FULL] == 1:
                 return -2 - LB_FULL
+            elif ctl[O_ON_FULL] == 0:
+                return -2 - LB_SYN_FULL     # a SYN, and its bucket holds established entries only
             # else on_full=hash: the backend, without an entry
     if fr != 0:
         cnt[C_FRAGS] += 1
         if fr == 1:                     # the datagram's later fragments follow this one
             fk0, fk1 = key5(src, dst, ident, 0, proto)
             _put(tab, ctl, fk0, fk1 | FRAG_KEY, hash5(src, dst, ident, 0, proto), v,
-                 stamp | S_FRAG, now, cnt)
+                 stamp | S_FRAG, now, cnt, ct.EVICT_ANY)
     return v
 
 
@@ -259,7 +320,9 @@ def lb(pkts, live, n, st):
                 if now - (meta >> ct.STATE_BITS) <= ctl[ct.I_TMO + state]:
                     tab[e + 3] = stamp | state
                     v = tab[e + 2]
-                    if flags & (TCP_FIN | TCP_SYN | TCP_RST):
+                    # (half-open and closing entries: any packet, so that a SYN and
+                    # the ACK after it in one burst both count, in order)
+                    if flags & (TCP_FIN | TCP_SYN | TCP_RST) or state == S_SYN or state == S_FIN:
                         sc[H + j] = EVENT - e   # its state changes after this loop
                         events += 1
                     if v & REV:

@@ -38,7 +38,7 @@ def _move_flows(src, dst_tab, dst_ctl, dst_cnt, moving, gone):
         if not moving[steer & nmask]:
             continue
         meta = tab[e + 3]
-        d, _ = claim(dst_tab, dst_ctl, h, k0, k1, meta >> ct.STATE_BITS, dst_cnt, True)
+        d, _ = claim(dst_tab, dst_ctl, h, k0, k1, meta >> ct.STATE_BITS, dst_cnt, ct.EVICT_ANY)
         dst_tab[d + 2] = tab[e + 2]
         dst_tab[d + 3] = meta
         gone[x] = True

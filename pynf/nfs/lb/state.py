@@ -27,17 +27,21 @@ from pynf.nfs.lb.config import (
     MODE_PAPER,
     MODE_SERVICES,
     NON_L4,
+    O_FILLED,
     O_HZ,
     O_M,
     O_MODE,
     O_NON_L4,
     O_ON_FULL,
+    O_RATE,
     O_REV,
+    O_TOKENS,
     ON_FULL,
     REV,
     REVERSE_NAT,
     S_FIN,
     S_FRAG,
+    S_SYN,
     S_TCP,
     S_UDP,
     SVC_ROOM,
@@ -62,16 +66,12 @@ def make_state(cfg):
     rows = len(services) + (SVC_ROOM if cfg.services else 0)
     hz = int(ticks_per_second())
     tab, ctl = ct.make(cfg.capacity, CTL_EXTRA, max(cfg.capacity, cfg.max_entries))
-    for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
-                    (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
-        ctl[ct.I_TMO + s] = int(secs * hz)
+    ctl[O_HZ] = hz
+    ctl[ct.I_WEAK] = S_SYN
+    set_timeouts(st_ctl_only(ctl), cfg)
     ctl[CLOCK] = -1
     ctl[O_MODE] = MODE_SERVICES if cfg.services else MODE_PAPER
-    ctl[O_ON_FULL] = ON_FULL.index(cfg.on_full)
-    ctl[O_NON_L4] = NON_L4.index(cfg.non_l4)
     ctl[O_M] = cfg.table_size
-    ctl[O_HZ] = hz
-    ctl[O_REV] = REVERSE_NAT.index(cfg.reverse_nat)
     st = LbState(
         flows=tab, ctl=ctl,
         counters=np.zeros(8, dtype=np.int64),
@@ -98,20 +98,32 @@ def make_state(cfg):
     return st
 
 
+def st_ctl_only(ctl):
+    """A stand-in state holding ctl alone (make_state sets the live
+    settings before the rest of the state exists)."""
+    return LbState(None, ctl, None, None, None, None, None, None)
+
+
 def set_timeouts(st, cfg):
-    """Live settings: the idle timeouts, on_full, non_l4, reverse_nat."""
+    """Live settings: the idle timeouts, on_full, non_l4, reverse_nat,
+    max_new_per_s."""
     hz = st.ctl[O_HZ]
-    for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout),
+    for s, secs in ((S_TCP, cfg.tcp_timeout), (S_FIN, cfg.tcp_fin_timeout), (S_SYN, cfg.tcp_syn_timeout),
                     (S_UDP, cfg.udp_timeout), (S_FRAG, cfg.frag_timeout)):
         st.ctl[ct.I_TMO + s] = int(secs * hz)
     st.ctl[O_ON_FULL] = ON_FULL.index(cfg.on_full)
     st.ctl[O_NON_L4] = NON_L4.index(cfg.non_l4)
     st.ctl[O_REV] = REVERSE_NAT.index(cfg.reverse_nat)
-    _rebuild_filter(st)
+    if st.ctl[O_RATE] != cfg.max_new_per_s:
+        st.ctl[O_RATE] = cfg.max_new_per_s
+        st.ctl[O_TOKENS] = cfg.max_new_per_s * hz        # a second's worth: the bucket starts full
+        st.ctl[O_FILLED] = 0
+    if st.svc_addr is not None:
+        _rebuild_filter(st)
 
 
-LIVE_SETTINGS = {k: set_timeouts for k in ("tcp_timeout", "tcp_fin_timeout", "udp_timeout", "frag_timeout",
-                                  "on_full", "non_l4", "reverse_nat")}
+LIVE_SETTINGS = {k: set_timeouts for k in ("tcp_timeout", "tcp_fin_timeout", "tcp_syn_timeout", "udp_timeout",
+                                           "frag_timeout", "on_full", "non_l4", "reverse_nat", "max_new_per_s")}
 
 
 def _service_index(st, service):
@@ -259,8 +271,8 @@ def ticks(st, seconds):
 
 
 def timeouts(st):
-    """Idle timeouts by state (S_TCP, S_FIN, S_UDP, S_FRAG), in ticks."""
-    return [int(st.ctl[ct.I_TMO + s]) for s in (S_TCP, S_FIN, S_UDP, S_FRAG)]
+    """Idle timeouts by state (S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN), in ticks."""
+    return [int(st.ctl[ct.I_TMO + s]) for s in (S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN)]
 
 
 def counters(st):
@@ -362,7 +374,7 @@ def _now(st):
     return int(shim_rdtsc())
 
 
-STATE_NAMES = {S_TCP: "tcp", S_FIN: "tcp_closing", S_UDP: "udp", S_FRAG: "fragment"}
+STATE_NAMES = {S_TCP: "tcp", S_FIN: "tcp_closing", S_UDP: "udp", S_FRAG: "fragment", S_SYN: "tcp_half_open"}
 PROTO_NAMES = {6: "tcp", 17: "udp"}
 
 
@@ -385,10 +397,16 @@ def format_flow(st, row, now):
             f"{' (expired)' if dead else ''}")
 
 
+def _half_open(st):
+    e = ct.entries(st.flows, st.ctl)
+    return int(np.count_nonzero((e[:, 1] != 0) & ((e[:, 3] & ct.STATE_MASK) == S_SYN)))
+
+
 def lb_stats(states):
     """Flow-table occupancy and counters, summed over the replicas' tables;
     the services and backends (the same in each replica)."""
     out = {"flows": sum(flow_count(st) for st in states),
+           "half_open": sum(_half_open(st) for st in states),
            "flow_capacity": sum(len(ct.entries(st.flows, st.ctl)) for st in states),
            "flow_max_entries": sum(ct.geometry(st.ctl)["max_entries"] for st in states),
            "resizes_total": sum(ct.geometry(st.ctl)["resizes"] for st in states)}
