@@ -197,6 +197,78 @@ def test_ready_means_ready_beside_another_instance(topo, tmp_path):
         other.communicate()
 
 
+def _flooded(topo, tmp_path, settings, interval, before, during):
+    """pynf with settings; hping3 in the client's namespace sends SYNs from
+    spoofed sources to the service every `interval` (hping3's -i) while
+    during() runs; before() runs first, its result handed to during().
+    Returns (during's result, pynf's report)."""
+    if shutil.which("hping3") is None:
+        pytest.skip("needs hping3 (scripts/setup installs it)")
+    p, err, _ = _start(topo["cmd"] + settings + ["--control", str(tmp_path / "f.sock")], tmp_path / "f.err")
+    flood = None
+    try:
+        started = before()
+        flood = subprocess.Popen(["ip", "netns", "exec", NS["c"], "hping3", "-q", "-S", "-p", "80",
+                                  "--rand-source", "-i", interval, VIP],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        result = during(started)
+    finally:
+        if flood is not None:
+            flood.kill()
+            flood.wait()
+        p.send_signal(signal.SIGINT)
+        try:
+            report, _ = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            report, _ = p.communicate()
+    rep = json.loads(report)
+    assert rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
+    return result, rep
+
+
+def _iperf(seconds):
+    return subprocess.Popen(["ip", "netns", "exec", NS["c"], "iperf3", "-c", VIP, "-p", "5201", "-t", str(seconds),
+                             "-J"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _iperf_done(proc):
+    out, errs = proc.communicate(timeout=40)
+    assert proc.returncode == 0, errs
+    return json.loads(out)["end"]["sum_received"]["bytes"]
+
+
+def test_syn_flood_with_defaults(topo, tmp_path):
+    """Default settings, a flood of spoofed SYNs (about 10,000 a second)
+    for the whole run: an iperf3 started during it through the other
+    service completes and every curl is answered; the report counts the
+    flood (its connections are half-open entries)."""
+    def during(_):
+        iperf = _iperf(3)
+        answered = sum(sh("curl", "-sS", "--max-time", "5", f"http://{VIP}/", ns="c", check=False).returncode == 0
+                       for _ in range(15))
+        return answered, _iperf_done(iperf)
+    (answered, got), rep = _flooded(topo, tmp_path, [], "u100", lambda: None, during)
+    assert answered == 15, f"{answered} of 15 curls answered during the flood"
+    assert got > 0
+    lb = rep["nfs"]["lb"]["state"]
+    assert lb["new_total"] > 5000 and lb["half_open"] > 5000, lb
+
+
+def test_syn_flood_at_the_table_cap_leaves_connections_alone(topo, tmp_path):
+    """A flow table held at 64 entries and a flood of spoofed SYNs (about
+    50,000 a second) that fills it over and over: an iperf3 connection
+    established before the flood keeps its entries (half-open ones are
+    pushed out first, and never push out an established one) and
+    completes; the flood's entries push each other out."""
+    (got, rep) = _flooded(topo, tmp_path, ["--set", "lb.capacity=64", "--set", "lb.max_entries=64"], "u20",
+                          lambda: (_iperf(4), time.sleep(0.5))[0], _iperf_done)
+    assert got > 0
+    lb = rep["nfs"]["lb"]["state"]
+    assert lb["flow_capacity"] == 64 and lb["evicted_total"] > 1000, lb
+
+
 @pytest.fixture(scope="module")
 def net(topo):
     d = topo["dir"]
