@@ -69,9 +69,11 @@ def iperf(seconds, dst=None):
     srv = subprocess.Popen(["ip", "netns", "exec", NS["s"], "iperf3", "-s", "-1"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    r = sh("iperf3", "-c", dst or NET["s"][1].split("/")[0], "-t", str(seconds), "-J", ns="c",
-           check=False, timeout=seconds + 30)
-    srv.kill()
+    try:
+        r = sh("iperf3", "-c", dst or NET["s"][1].split("/")[0], "-t", str(seconds), "-J", ns="c",
+               check=False, timeout=seconds + 30)
+    finally:
+        srv.kill()
     try:
         res = json.loads(r.stdout)
         s = res["end"]["sum_sent"]
@@ -128,9 +130,11 @@ def testpmd(seconds, driver="af_packet"):
             sh("ip", "neigh", "flush", "all", ns=k)
 
 
-def pynf(chain, seconds, driver="af_packet", tmp="/tmp/pynf-bench-hosts-backends.txt"):
+def pynf(chain, seconds, driver="af_packet", tmp="/tmp/pynf-bench-hosts-backends.txt", extra=(), flood=None):
+    """iperf3 through pynf; with flood (an hping3 interval, e.g. u100), a
+    flood of SYNs from spoofed sources to the service all the while."""
     pynf_bin = os.path.join(ROOT, ".venv", "bin", "pynf")
-    cmd = [pynf_bin, "run", "--rtc", chain, "--json", "--quiet", "--iface-driver", driver]
+    cmd = [pynf_bin, "run", "--rtc", chain, "--json", "--quiet", "--iface-driver", driver, *extra]
     dst = None
     if "lb" in chain.split(","):
         with open(tmp, "w") as f:
@@ -145,9 +149,26 @@ def pynf(chain, seconds, driver="af_packet", tmp="/tmp/pynf-bench-hosts-backends
     while time.time() - t0 < 120 and p.poll() is None:     # compiled and forwarding?
         if sh("ping", "-c", "1", "-W", "1", NET["s"][1].split("/")[0], ns="c", check=False).returncode == 0:
             break
-    res = iperf(seconds, dst)
-    p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=60)
+    hp = None
+    if flood:
+        hp = subprocess.Popen(["ip", "netns", "exec", NS["c"], "hping3", "-q", "-S", "-p", "5201", "--rand-source",
+                               *(["--flood"] if flood == "flood" else ["-i", flood]), dst or NET["s"][1].split("/")[0]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+    try:
+        res = iperf(seconds, dst)
+    except subprocess.TimeoutExpired:
+        res = (None, None)              # iperf3 never finished
+    finally:
+        if hp is not None:
+            hp.kill()
+            hp.wait()
+        p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
     rep = json.loads(out) if out.strip() else {}
     return res, rep, err
 
@@ -158,7 +179,17 @@ def main():
     ap.add_argument("--chains", default="l3fwd;acl,lb,l3fwd", help="';'-separated chains")
     ap.add_argument("--testpmd", default="af_packet,af_xdp", help="testpmd's port drivers to run")
     ap.add_argument("--pynf", default="af_packet,af_xdp", help="pynf's --iface-driver values to run")
+    ap.add_argument("--floods", help="','-separated hping3 intervals (none, u100, u20, flood): pynf only, "
+                    "iperf3 through the service during a SYN flood of spoofed sources at each")
+    ap.add_argument("--set", action="append", default=[], help="an NF setting for pynf (as pynf run's)")
     a = ap.parse_args()
+    if a.floods:
+        up()
+        try:
+            flood_table(a)
+        finally:
+            down()
+        return
     up()
     try:
         rows = [("kernel", *kernel(a.seconds))]
@@ -178,6 +209,21 @@ def main():
             print(f"{name:28s} {g!s:>8s} {r!s:>12s}")
     finally:
         down()
+
+
+def flood_table(a):
+    extra = [x for kv in a.set for x in ("--set", kv)]
+    print("| flood (hping3 -i) | SYNs a second reaching pynf | iperf3 Gbit/s | retransmits | lb new flows "
+          "| evicted | half-open at the end | table entries | conserved |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for flood in a.floods.split(","):
+        f = None if flood == "none" else flood
+        (gbps, rtx), rep, err = pynf("acl,lb,l3fwd", a.seconds, "af_packet", extra=extra, flood=f)
+        lb = rep.get("nfs", {}).get("lb", {}).get("state", {})
+        ok = rep and rep["rx"] == rep["tx"] + sum(rep["drops"].values())
+        rate = lb.get("new_total", 0) / (a.seconds + 0.5)
+        print(f"| {flood} | {rate:,.0f} | {gbps} | {rtx} | {lb.get('new_total')} | {lb.get('evicted_total')} | "
+              f"{lb.get('half_open')} | {lb.get('flow_capacity')} | {ok} |")
 
 
 if __name__ == "__main__":

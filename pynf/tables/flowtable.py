@@ -23,10 +23,10 @@ costs one or two compares.
 Insert (`claim`) takes, in this order: the key's own entry, an expired
 entry (counted as an expiry), an empty entry, or else, as the caller
 allows (its `evict`): with EVICT_ANY the bucket's least recently seen
-entry in the weak state (info[I_WEAK]: a half-open connection's, say),
-else its least recently seen entry; with EVICT_WEAK a weak entry only
-(so a newcomer that is itself weak never pushes out an entry that is
-not); with EVICT_NONE nothing. An eviction is counted; it is LRU within
+entry in a weak state (info[I_WEAK], a bit per state: a half-open or a
+closing connection's, say), else its least recently seen entry; with
+EVICT_WEAK a weak entry only (so a newcomer that is itself weak never
+pushes out an entry that is not); with EVICT_NONE nothing. An eviction is counted; it is LRU within
 the bucket, not across the table. Capacity is a
 power-of-two number of buckets; a table for `capacity` entries holds
 ceil(capacity / 8) buckets rounded up to a power of two. Entries expire
@@ -79,7 +79,7 @@ I_MAXB = 3          # bucket cap
 I_COUNT = 4         # used entries
 I_GROW_AT = 5       # I_COUNT at which the next doubling starts
 I_RESIZES = 6       # doublings done
-I_WEAK = 7          # the state evicted first (-1: none)
+I_WEAK = 7          # the states evicted first: bit 1 << state for each
 I_TMO = 8           # timeout of state 0..7
 I_END = I_TMO + (1 << STATE_BITS)
 
@@ -117,7 +117,6 @@ def make(capacity, extra=0, max_capacity=None):
     info[I_BUCKETS] = nb
     info[I_MAXB] = maxb
     info[I_GROW_AT] = _grow_at(nb, maxb)
-    info[I_WEAK] = -1
     if maxb > nb:
         reserve.watch(tab, info, _soon)
     return tab, info
@@ -231,7 +230,7 @@ def claim_at(tab, b, k0, k1, now, info, counters, evict):
         if oldest < 0 or t < oldest_t:
             oldest = e
             oldest_t = t
-        if (m & STATE_MASK) == weak and (oldw < 0 or t < oldw_t):
+        if (weak >> (m & STATE_MASK)) & 1 and (oldw < 0 or t < oldw_t):
             oldw = e
             oldw_t = t
     if exp >= 0:

@@ -41,12 +41,13 @@ State:      each entry has a last-seen time and a state: TCP half-open (a
             new flow whose bucket (8 entries) holds only live entries
             evicts the bucket's least recently seen (LRU within the bucket;
             on_full=drop drops instead): rare below the cap, the rule at
-            it. Half-open entries go first, and a new half-open connection
-            takes only a half-open entry's place, never an established
-            one's: a flood of spoofed SYNs fills the table with half-open
-            entries that push each other out (and time out in
-            tcp_syn_timeout), while established connections keep theirs
-            (Linux keeps half-open connections apart for the same reason).
+            it. Half-open and closing entries go first, and a new half-open
+            connection takes only such an entry's place, never an
+            established one's: a flood of spoofed SYNs (and the RSTs
+            backends answer some with) fills the table with half-open and
+            closing entries that push each other out, while established
+            connections keep theirs (Linux keeps half-open connections
+            apart for the same reason).
             A SYN (without ACK) on a
             closing entry reopens it (port reuse). Time is the TSC, read
             once a burst.
@@ -66,7 +67,8 @@ Drops:      lb_full        new flow in a bucket of live entries, with on_full=dr
             lb_no_backend  new flow to a service whose backends were all
                            drained or removed (control path)
             lb_syn_full    new connection (a SYN) whose bucket holds no
-                           half-open entry to replace: established ones stay
+                           half-open or closing entry to replace:
+                           established ones stay
             lb_rate        new flow over max_new_per_s
 Settings:   capacity         flow-table entries per replica at start, rounded
                              up to 8 x a power of two (default: max(65536, 4 x

@@ -16,8 +16,9 @@ REVERSE_NAT = ("table+backend", "table")   # index order is the kernel's opts co
 
 # Entry states (pynf.tables.flowtable: 3 bits; each picks a timeout):
 # established TCP, closing TCP, UDP, a fragmented datagram, and a TCP
-# connection whose handshake the client has not finished (S_SYN: the
-# flow table's weak state, evicted first and never in favour of another)
+# connection whose handshake the client has not finished. Half-open and
+# closing are the flow table's weak states: evicted first, and a new
+# half-open connection takes only a weak entry's place
 S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN = 0, 1, 2, 3, 4
 STATES = (S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN)
 

@@ -67,7 +67,7 @@ def make_state(cfg):
     hz = int(ticks_per_second())
     tab, ctl = ct.make(cfg.capacity, CTL_EXTRA, max(cfg.capacity, cfg.max_entries))
     ctl[O_HZ] = hz
-    ctl[ct.I_WEAK] = S_SYN
+    ctl[ct.I_WEAK] = (1 << S_SYN) | (1 << S_FIN)       # evicted first: half-open and closing connections
     set_timeouts(st_ctl_only(ctl), cfg)
     ctl[CLOCK] = -1
     ctl[O_MODE] = MODE_SERVICES if cfg.services else MODE_PAPER
