@@ -62,8 +62,9 @@ def _why_skip():
 
 
 pytestmark = [pytest.mark.skipif(_why_skip() is not None, reason=str(_why_skip())),
-              pytest.mark.dpdk, pytest.mark.jit, pytest.mark.slow,
-              pytest.mark.xdist_group("hosts")]    # one worker: they share the namespaces
+              pytest.mark.dpdk, pytest.mark.jit, pytest.mark.slow]
+# NB: the tests share the namespaces and the `net` pynf, so they must run on
+# one worker, in order: scripts/test distributes by file (--dist loadfile)
 
 
 def sh(*cmd, ns=None, check=True, timeout=30, **kw):
@@ -312,6 +313,6 @@ def test_report_conserves(net):
     assert rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
     # all three hosts were resolved; an entry unused for 30 s is let go, and
     # b2 is used by the first test only (CI can take 30 s to get here)
-    assert rep["slowpath"]["neighbours"]["resolved"] >= 3, rep["slowpath"]
+    assert rep["slowpath"]["neighbours"]["resolved"] >= 3, json.dumps(rep["slowpath"])
     assert rep["drops"].get("acl", 0) > 0
     assert rep.get("mbufs_in_use") == 0
