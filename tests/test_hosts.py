@@ -246,6 +246,30 @@ def test_report_conserves(net):
     assert rep.get("mbufs_in_use") == 0
 
 
+def test_two_replicas_carry_every_connection(topo, tmp_path):
+    """`--cores 2` with default settings: the kernel spreads each port's
+    flows over both replicas by its own hash, so a reply often meets the
+    replica that did not see its connection; every curl is still answered
+    (by both backends) and iperf3 -P 4 completes."""
+    p, err, _ = _start(topo["cmd"] + ["--cores", "2", "--control", str(tmp_path / "c2.sock")], tmp_path / "c2.err")
+    try:
+        seen = [sh("curl", "-sS", "--max-time", "5", f"http://{VIP}/", ns="c", check=False).stdout.strip()
+                for _ in range(30)]
+        r = sh("iperf3", "-c", VIP, "-p", "5201", "-t", "3", "-P", "4", "-J", ns="c", timeout=40, check=False)
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            report, _ = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            report, _ = p.communicate()
+    assert seen.count("b1") + seen.count("b2") == 30 and set(seen) == {"b1", "b2"}, seen
+    assert r.returncode == 0 and json.loads(r.stdout)["end"]["sum_received"]["bytes"] > 0, r.stderr
+    rep = json.loads(report)
+    assert rep["workers"] == 2 and rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
+    assert rep["nfs"]["lb"]["state"]["reverse_stateless_total"] > 0      # replies met the other replica
+
+
 # ---- floods: last, after the `net` pynf has stopped (a flood leaves the
 # backends answering SYNs from spoofed sources for a while) ----
 

@@ -523,6 +523,18 @@ def test_flush_keeps_buckets_compact(tmp_path):
     assert L.counters(st)["new"] == c + 1
 
 
+def test_reverse_nat_default_follows_the_replicas(tmp_path):
+    """Replicas share no state: with more than one, a reply is rewritten by
+    its backend alone (table+backend) unless told otherwise."""
+    p = tmp_path / "backends.txt"
+    p.write_text(services_text())
+    for replicas, settings, want in ((1, {}, "table"), (2, {}, "table+backend"),
+                                     (2, {"reverse_nat": "table"}, "table")):
+        ctx = RunContext(files={"backends": str(p)}, settings={"lb": settings}).for_stage(replicas)
+        st = st_of(Chain(["lb"], ctx))
+        assert L.config.REVERSE_NAT[int(st.ctl[L.config.O_REV])] == want
+
+
 # ---- a table that grows ----
 
 def _conn(k):

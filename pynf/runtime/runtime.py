@@ -79,7 +79,8 @@ class Runtime:
         self.hz = tsc_hz()
         self.specs = [[load(t) for t in s.tokens] for s in plan.stages]
         # Configs are validated once, before anything is allocated for packets.
-        self.configs = [[sp.make_config(ctx) for sp in ss] for ss in self.specs]
+        self.configs = [[sp.make_config(ctx.for_stage(st.replicas)) for sp in ss]
+                        for ss, st in zip(self.specs, plan.stages)]
         # each NF in the form its configuration runs (pynf.nf.spec.Form)
         self.specs = [[sp.chosen(cfg) for sp, cfg in zip(ss, cs)] for ss, cs in zip(self.specs, self.configs)]
         self.keys = [self._stage_key(s) for s in range(len(plan.stages))]

@@ -89,7 +89,14 @@ Settings:   capacity         flow-table entries per replica at start, rounded
                              lb_rate), as Katran's MAX_CONN_RATE
             udp_timeout      idle seconds, UDP (300)
             frag_timeout     idle seconds, a fragmented datagram (30)
-            reverse_nat      table (the default) | table+backend
+            reverse_nat      table | table+backend. Default: table with one
+                             replica of lb's stage; table+backend with more
+                             (replicas share no state, and the kernel or NIC
+                             may hand a reply to another replica than its
+                             connection's). table+backend also rewrites the
+                             replies of a client talking to a backend's
+                             service port directly, and cannot rewrite
+                             replies from a backend in several services
             Timeout defaults are IPVS's (ipvsadm --set tcp tcpfin udp:
             900 120 300); the fragment timeout is Linux's ipfrag_time.
 Counters:   st.counters[C_NEW, C_EXPIRED, C_EVICTED, C_FRAGS, C_CLOSED,

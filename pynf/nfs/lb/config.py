@@ -93,7 +93,11 @@ class LbConfig:
         if ctx.file("backends"):
             backends, services = parse_backends(ctx.file("backends"))
             if services:
-                return cls(services=services, capacity=cap)
+                # replicas that share no state: a reply may meet another
+                # replica than its connection's, so with more than one a
+                # reply from a backend is rewritten by the backend alone
+                rev = "table+backend" if getattr(ctx, "replicas", 1) > 1 else "table"
+                return cls(services=services, capacity=cap, reverse_nat=rev)
             return cls(backends=backends, capacity=cap)
         if getattr(ctx, "host", None) is not None:
             raise UsageError("lb with --iface needs --backends: without one it runs the paper's "
