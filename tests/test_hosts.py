@@ -163,6 +163,17 @@ def _stop(p):
             p.communicate()
 
 
+def _stop_report(p):
+    """Stop pynf (SIGINT, then SIGKILL after 30 s); its --json report text."""
+    p.send_signal(signal.SIGINT)
+    try:
+        report, _ = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        report, _ = p.communicate()
+    return report
+
+
 def test_ready_means_ready_beside_another_instance(topo, tmp_path):
     """With an empty compile cache, beside another pynf that compiles (its
     own empty cache) and then polls, pynf answers a ping to its own address
@@ -257,12 +268,7 @@ def test_two_replicas_carry_every_connection(topo, tmp_path):
                 for _ in range(30)]
         r = sh("iperf3", "-c", VIP, "-p", "5201", "-t", "3", "-P", "4", "-J", ns="c", timeout=40, check=False)
     finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            report, _ = p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            report, _ = p.communicate()
+        report = _stop_report(p)
     assert seen.count("b1") + seen.count("b2") == 30 and set(seen) == {"b1", "b2"}, seen
     assert r.returncode == 0 and json.loads(r.stdout)["end"]["sum_received"]["bytes"] > 0, r.stderr
     rep = json.loads(report)
@@ -293,12 +299,7 @@ def _flooded(topo, tmp_path, settings, interval, before, during):
         if flood is not None:
             flood.kill()
             flood.wait()
-        p.send_signal(signal.SIGINT)
-        try:
-            report, _ = p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            report, _ = p.communicate()
+        report = _stop_report(p)
     rep = json.loads(report)
     assert rep["rx"] == rep["tx"] + sum(rep["drops"].values()), rep
     return result, rep
