@@ -566,6 +566,8 @@ def test_table_grows_without_losing_a_flow(tmp_path):
     stats = L.lb_stats([st])
     assert stats["resizes_total"] >= 4 and stats["flow_capacity"] >= 4 * 2 * n, stats
     assert stats["evicted_total"] == 0 and stats["new_total"] == n, stats
+    e = L.ct.entries(st.flows, st.ctl)
+    assert stats["flows"] == np.count_nonzero(e[:, 1]) == 2 * n     # the table's count is exact
     _, outs = ch.run([_to_vip(k, 0x10) for k in range(n)])
     assert [dst_of(o) for o in outs] == [backend[k] for k in range(n)]
     replies = [P.tcp(".".join(map(str, backend[k][0].to_bytes(4, "big"))), _conn(k)[0],

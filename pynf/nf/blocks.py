@@ -129,9 +129,17 @@ def take(vals, row, col, rate, burst, now, cost=1):
     tokens a second up to `burst` tokens and starts full. Takes `cost`
     tokens and returns True when it holds them, else takes none and
     returns False (the packet is over the rate)."""
-    full = np.int64(burst) * SECOND
-    stamp = vals[row, col + 1]
-    if stamp == 0:                          # a fresh row
+    return take_in(vals[row], col, rate, burst, now, SECOND, cost)
+
+
+@hot(inline="always")
+def take_in(v, k, rate, burst, now, second, cost=1):
+    """take's bucket in v[k] (tokens, in 1/second parts) and v[k + 1] (when
+    it was last filled, plus one: 0 is a fresh bucket, full) of a 1-D
+    array, on a clock of `second` ticks a second."""
+    full = np.int64(burst) * second
+    stamp = v[k + 1]
+    if stamp == 0:                          # a fresh bucket
         tokens = full
     else:
         gap = now + 1 - stamp
@@ -140,13 +148,13 @@ def take(vals, row, col, rate, burst, now, cost=1):
         limit = full // rate + 1 if rate > 0 else 0
         if gap > limit:
             gap = limit
-        tokens = vals[row, col] + gap * rate
+        tokens = v[k] + gap * rate
         if tokens > full:
             tokens = full
-    vals[row, col + 1] = now + 1
-    want = np.int64(cost) * SECOND
+    v[k + 1] = now + 1
+    want = np.int64(cost) * second
     if tokens >= want:
-        vals[row, col] = tokens - want
+        v[k] = tokens - want
         return True
-    vals[row, col] = tokens
+    v[k] = tokens
     return False

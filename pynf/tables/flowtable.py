@@ -26,8 +26,8 @@ allows (its `evict`): with EVICT_ANY the bucket's least recently seen
 entry in a weak state (info[I_WEAK], a bit per state: a half-open or a
 closing connection's, say), else its least recently seen entry; with
 EVICT_WEAK a weak entry only (so a newcomer that is itself weak never
-pushes out an entry that is not); with EVICT_NONE nothing. An eviction is counted; it is LRU within
-the bucket, not across the table. Capacity is a
+pushes out an entry that is not); with EVICT_NONE nothing. An eviction
+is counted; it is LRU within the bucket, not across the table. Capacity is a
 power-of-two number of buckets; a table for `capacity` entries holds
 ceil(capacity / 8) buckets rounded up to a power of two. Entries expire
 lazily: nothing scans the table on the fast path; an expired entry is
@@ -47,13 +47,14 @@ GROW_LOAD of the slots (the per-bucket load at which a full bucket, and
 so an eviction, stays rare) and finishes, at GROW_STEPS buckets an
 insert, before the load has risen by 1 / (8 GROW_STEPS). At the cap the
 table stops growing and full buckets evict as before. Splitting
-re-hashes the entries it moves, so `claim` takes the caller's hash of a
-key (a @hot function of (k0, k1)), the same one it used to place it.
+re-hashes the entries it moves, so a growing table's `claim` is made by
+`claimer(hashfn)` for the caller's hash of a key (a @hot function of
+(k0, k1)), the same one it places keys by.
 
 `info` (int64) holds the geometry (level mask, active buckets, split
 point, bucket cap), the used-entry count and the count at which the next
-doubling starts, the doublings so far, the four states' timeouts
-(I_TMO + state), and after them any slots the caller asks for (make's
+doubling starts, the doublings so far, the weak states, the eight
+states' timeouts (I_TMO + state), and after them any slots the caller asks for (make's
 `extra`): one small array for a table's settings, since every array an
 NF's state holds is passed on every call. Counters (an int64 array
 passed by the caller) at C_EXPIRED and C_EVICTED. The control path sees
@@ -116,14 +117,17 @@ def make(capacity, extra=0, max_capacity=None):
     info[I_MASK] = nb - 1
     info[I_BUCKETS] = nb
     info[I_MAXB] = maxb
-    info[I_GROW_AT] = _grow_at(nb, maxb)
+    info[I_GROW_AT] = grow_at(nb, maxb)
     if maxb > nb:
         reserve.watch(tab, info, _soon)
     return tab, info
 
 
-def _grow_at(nb, maxb):
-    return int(nb * WAYS * GROW_LOAD) if 2 * nb <= maxb else NEVER
+@hot(inline="always")
+def grow_at(nb, maxb):
+    """The used-entry count at which a table of nb buckets starts doubling
+    (NEVER when doubling would pass the cap of maxb buckets)."""
+    return np.int64(nb * WAYS * GROW_LOAD) if 2 * nb <= maxb else np.int64(NEVER)
 
 
 def adopt(info, other):
@@ -328,10 +332,7 @@ def _grower(hashfn):
                 info[I_MASK] = 2 * nb - 1
                 info[I_SPLIT] = 0
                 info[I_RESIZES] += 1
-                if 4 * nb <= info[I_MAXB]:
-                    info[I_GROW_AT] = np.int64(2 * nb * WAYS * GROW_LOAD)
-                else:
-                    info[I_GROW_AT] = NEVER
+                info[I_GROW_AT] = grow_at(2 * nb, info[I_MAXB])
                 return
 
     return grow
@@ -342,11 +343,6 @@ def _grower(hashfn):
 def entries(tab, info):
     """The active buckets' entries as an (n, 4) view: k0, k1|USED, value, meta."""
     return tab[:int(info[I_BUCKETS]) * WAYS * WORDS].reshape(-1, WORDS)
-
-
-def used(tab, info):
-    """Boolean mask of used entries (over entries(tab, info))."""
-    return entries(tab, info)[:, 1] != 0
 
 
 def geometry(info):

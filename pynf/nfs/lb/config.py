@@ -20,7 +20,6 @@ REVERSE_NAT = ("table+backend", "table")   # index order is the kernel's opts co
 # closing are the flow table's weak states: evicted first, and a new
 # half-open connection takes only a weak entry's place
 S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN = 0, 1, 2, 3, 4
-STATES = (S_TCP, S_FIN, S_UDP, S_FRAG, S_SYN)
 
 # Counter slots of st.counters
 C_EXPIRED = ct.C_EXPIRED
@@ -32,6 +31,7 @@ COUNTERS = ("expired", "evicted", "new", "fragments", "closed", "reverse_statele
 # ct.I_TMO + state), then these slots; one array, as each array in the
 # state is passed on every call
 CLOCK, O_MODE, O_ON_FULL, O_NON_L4, O_M, O_HZ, O_REV, O_RATE, O_TOKENS, O_FILLED = range(ct.I_END, ct.I_END + 10)
+# (O_TOKENS, O_FILLED: max_new_per_s's bucket, pynf.nf.blocks.take_in's two slots in this order)
 # ... and a filter (services mode): bit hash32(a) & FILTER_MASK of st.ctl's
 # words from FILTER is set for each VIP and, with reverse_nat=table+backend,
 # each backend address. A packet that is not a live flow's and whose

@@ -5,6 +5,7 @@ import numpy as np
 from pynf.compiler.intrinsics import ld8, ld16, rdtsc
 from pynf.compiler.jit import hot
 from pynf.nf import drop
+from pynf.nf.blocks import take_in
 from pynf.nfs.lb.config import (
     BE_IP,
     BE_PORT,
@@ -30,7 +31,6 @@ from pynf.nfs.lb.config import (
     LB_RATE,
     LB_SYN_FULL,
     MODE_SERVICES,
-    O_FILLED,
     O_HZ,
     O_M,
     O_MODE,
@@ -109,23 +109,9 @@ def _put(tab, ctl, k0, k1, h, v, meta, now, counters, evict):
 @hot(inline="always")
 def _rate_ok(ctl, now):
     """max_new_per_s: a token bucket of a second's worth of new flows, in
-    1/hz parts of a token (hz: the clock's ticks a second)."""
+    ctl[O_TOKENS] and ctl[O_FILLED] (pynf.nf.blocks.take_in, on the TSC)."""
     rate = ctl[O_RATE]
-    if rate <= 0:
-        return True
-    hz = ctl[O_HZ]
-    gap = now - ctl[O_FILLED]
-    if gap > hz or ctl[O_FILLED] == 0:
-        gap = hz
-    if gap < 0:
-        gap = 0
-    tokens = min(ctl[O_TOKENS] + gap * rate, rate * hz)
-    ctl[O_FILLED] = now
-    if tokens < hz:
-        ctl[O_TOKENS] = tokens
-        return False
-    ctl[O_TOKENS] = tokens - hz
-    return True
+    return rate <= 0 or take_in(ctl, O_TOKENS, rate, rate, now, ctl[O_HZ])
 
 
 @hot(inline="always")

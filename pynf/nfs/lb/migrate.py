@@ -4,7 +4,7 @@ import numpy as np
 
 from pynf.compiler.jit import hot
 from pynf.nfs.lb.config import FRAG_KEY
-from pynf.nfs.lb.fastpath import claim
+from pynf.nfs.lb.fastpath import claim, entry_hash
 from pynf.tables import flowtable as ct
 from pynf.tables.hashing import hash5
 
@@ -24,17 +24,10 @@ def _move_flows(src, dst_tab, dst_ctl, dst_cnt, moving, gone):
             continue
         k0 = tab[e]
         k1 = t1 & ~ct.USED
-        s_ip = k0 >> 24
-        a = (k0 >> 8) & 0xFFFF
-        proto = k0 & 0xFF
-        if k1 & FRAG_KEY:           # (src, dst, IP id): later fragments carry no ports
-            d_ip = (k1 & ~FRAG_KEY) >> 16
-            steer = hash5(s_ip, d_ip, 0, 0, proto)
-            h = hash5(s_ip, d_ip, a, 0, proto)
-        else:
-            d_ip = k1 >> 16
-            steer = hash5(s_ip, d_ip, a, k1 & 0xFFFF, proto)
-            h = steer
+        h = entry_hash(k0, k1)
+        steer = h
+        if k1 & FRAG_KEY:           # (src, dst, IP id): steered as its datagram's packets, without ports
+            steer = hash5(k0 >> 24, (k1 & ~FRAG_KEY) >> 16, 0, 0, k0 & 0xFF)
         if not moving[steer & nmask]:
             continue
         meta = tab[e + 3]

@@ -68,7 +68,6 @@ def make_state(cfg):
     tab, ctl = ct.make(cfg.capacity, CTL_EXTRA, max(cfg.capacity, cfg.max_entries))
     ctl[O_HZ] = hz
     ctl[ct.I_WEAK] = (1 << S_SYN) | (1 << S_FIN)       # evicted first: half-open and closing connections
-    set_timeouts(st_ctl_only(ctl), cfg)
     ctl[CLOCK] = -1
     ctl[O_MODE] = MODE_SERVICES if cfg.services else MODE_PAPER
     ctl[O_M] = cfg.table_size
@@ -94,14 +93,8 @@ def make_state(cfg):
     if cfg.services:
         for ip, port in {(ip, port) for _, _, bes in services for ip, port in bes}:
             _index_backend(st, ip, port)
-    _rebuild_filter(st)
+    set_timeouts(st, cfg)           # (and the filter, which needs the services)
     return st
-
-
-def st_ctl_only(ctl):
-    """A stand-in state holding ctl alone (make_state sets the live
-    settings before the rest of the state exists)."""
-    return LbState(None, ctl, None, None, None, None, None, None)
 
 
 def set_timeouts(st, cfg):
@@ -116,10 +109,8 @@ def set_timeouts(st, cfg):
     st.ctl[O_REV] = REVERSE_NAT.index(cfg.reverse_nat)
     if st.ctl[O_RATE] != cfg.max_new_per_s:
         st.ctl[O_RATE] = cfg.max_new_per_s
-        st.ctl[O_TOKENS] = cfg.max_new_per_s * hz        # a second's worth: the bucket starts full
-        st.ctl[O_FILLED] = 0
-    if st.svc_addr is not None:
-        _rebuild_filter(st)
+        st.ctl[O_TOKENS] = st.ctl[O_FILLED] = 0           # a fresh bucket: full
+    _rebuild_filter(st)
 
 
 LIVE_SETTINGS = {k: set_timeouts for k in ("tcp_timeout", "tcp_fin_timeout", "tcp_syn_timeout", "udp_timeout",
@@ -281,8 +272,8 @@ def counters(st):
 
 
 def flow_count(st):
-    """Used entries (live or not yet found dead)."""
-    return int(np.count_nonzero(ct.used(st.flows, st.ctl)))
+    """Used entries (live or not yet found dead): the table's own count."""
+    return int(st.ctl[ct.I_COUNT])
 
 
 def add_service(st, vip, vport, backends):
